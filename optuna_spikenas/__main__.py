@@ -1,0 +1,3 @@
+from optuna_spikenas.cli import main
+
+raise SystemExit(main())

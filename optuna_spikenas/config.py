@@ -1,0 +1,216 @@
+"""Study settings: plain dataclasses loaded from TOML and validated once, here, with clear errors.
+
+A config file has these tables (every key optional; see ``studies/*.toml`` for commented examples):
+
+    seed = 0                      # study seed: data split, scoring batches, weight initialisation
+    [dataset]  name, path, val_fraction, test_fraction
+    [space]    macro, num_cells, widths, shared_cell, backward, require_direct_edge, final_pool
+    [score]    kind, batch_size, repeats, timesteps, device
+    [budget]   weight_bits, max_parameters | memory_megabytes
+    [search]   sampler, n_trials, timeout
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from optuna_spikenas.data import DATASET_NAMES
+from optuna_spikenas.snn.network import MACROS
+from optuna_spikenas.space import SearchSpace
+
+SAMPLERS = ("random", "tpe", "nsga2")
+SCORE_KINDS = ("sahd", "hamming")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "animal-mnist"
+    path: str = ""  # the file of the "npz" dataset
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    macro: str = "light"
+    num_cells: tuple[int, ...] = (2,)
+    widths: tuple[int, ...] = ()  # empty: the macro's own width
+    shared_cell: bool = True
+    backward: bool = False
+    require_direct_edge: bool = False
+    final_pool: int = 0  # 0: the macro's own
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    kind: str = "sahd"
+    batch_size: int = 64
+    repeats: int = 2
+    timesteps: int = 5
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    weight_bits: int = 32
+    max_parameters: int | None = None
+    memory_megabytes: float | None = None
+
+    @property
+    def memory_bits(self) -> int | None:
+        """The memory budget in bits, or None when the study has none."""
+        if self.max_parameters is not None:
+            return self.max_parameters * self.weight_bits
+        if self.memory_megabytes is not None:
+            return round(self.memory_megabytes * 8e6)
+        return None
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    sampler: str = "random"
+    n_trials: int = 60
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def search_space(self) -> SearchSpace:
+        widths = self.space.widths or (MACROS[self.space.macro].width,)
+        return SearchSpace(
+            num_cells=self.space.num_cells,
+            widths=widths,
+            shared_cell=self.space.shared_cell,
+            backward=self.space.backward,
+            require_direct_edge=self.space.require_direct_edge,
+        )
+
+
+# --- loading and validation ----------------------------------------------------------------
+
+_SECTIONS = {
+    "dataset": DatasetConfig,
+    "space": SpaceConfig,
+    "score": ScoreConfig,
+    "budget": BudgetConfig,
+    "search": SearchConfig,
+}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    unknown = set(raw) - set(_SECTIONS) - {"seed"}
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(sorted(unknown))}; known: seed, {', '.join(_SECTIONS)}"
+        )
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = _build_section(name, cls, table)
+    config = Config(seed=_int("seed", raw.get("seed", 0), minimum=0), **sections)
+    _check(config)
+    return config
+
+
+def _build_section(section: str, cls: type, table: dict[str, Any]):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(
+            f"[{section}] unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
+        )
+    values = {}
+    for key, value in table.items():
+        default = getattr(cls(), key)
+        values[key] = _coerce(f"[{section}] {key}", value, default, known[key].type)
+    return cls(**values)
+
+
+def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
+    if "tuple[int" in annotation:
+        items = value if isinstance(value, list) else [value]
+        return tuple(_int(name, v, minimum=1) for v in items)
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if annotation.startswith("int"):
+        return _int(name, value, minimum=1)
+    if annotation.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    raise AssertionError(f"unhandled config type {annotation} for {name}")
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _one_of(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _check(config: Config) -> None:
+    _one_of("[dataset] name", config.dataset.name, DATASET_NAMES)
+    if (config.dataset.name == "npz") != bool(config.dataset.path):
+        raise ConfigError("[dataset] path is needed by, and only by, name = 'npz'")
+    _one_of("[space] macro", config.space.macro, tuple(MACROS))
+    _one_of("[score] kind", config.score.kind, SCORE_KINDS)
+    _one_of("[score] device", config.score.device, DEVICES)
+    _one_of("[search] sampler", config.search.sampler, SAMPLERS)
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(config.dataset, key)
+        if not 0 < value < 0.5:
+            raise ConfigError(f"[dataset] {key} must be between 0 and 0.5, got {value}")
+    if config.score.batch_size < 2:
+        raise ConfigError("[score] batch_size must be at least 2 (the kernel compares samples)")
+    if config.budget.max_parameters is not None and config.budget.memory_megabytes is not None:
+        raise ConfigError("[budget] give max_parameters or memory_megabytes, not both")
+    if config.budget.memory_megabytes is not None and config.budget.memory_megabytes <= 0:
+        raise ConfigError("[budget] memory_megabytes must be positive")
+    if config.search.timeout is not None and config.search.timeout <= 0:
+        raise ConfigError("[search] timeout must be positive")
+    if config.budget.weight_bits > 64:
+        raise ConfigError("[budget] weight_bits must be between 1 and 64")

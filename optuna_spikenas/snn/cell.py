@@ -1,0 +1,91 @@
+"""SNASNet's operations and cell as single-step SpikingJelly modules.
+
+A network calls a cell once per timestep. Node values are real-valued sums; every conv op owns a
+LIF neuron that it applies to its input (pre-activation). Backward edges write into a buffer that
+is added to their target node at the next timestep, so the cell is a ``MemoryModule`` whose state
+``functional.reset_net`` clears together with the neurons'.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from optuna_spikenas.space import AVGPOOL3X3, CONV1X1, CONV3X3, NUM_NODES, SKIP, Cell
+
+logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
+from spikingjelly.activation_based import base, neuron, surrogate  # noqa: E402
+
+LIF_TAU = 4.0 / 3.0
+LIF_THRESHOLD = 1.0
+
+
+def lif() -> neuron.LIFNode:
+    """SNASNet's neuron: tau 4/3, threshold 1, hard reset to 0 (detached), ATan surrogate."""
+    return neuron.LIFNode(
+        tau=LIF_TAU,
+        v_threshold=LIF_THRESHOLD,
+        v_reset=0.0,
+        detach_reset=True,
+        surrogate_function=surrogate.ATan(),
+    )
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> list:
+    """A bias-free convolution followed by batch norm (as a list, to splice into Sequentials)."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
+    )
+    return [conv, nn.BatchNorm2d(out_channels)]
+
+
+def make_op(code: int, channels: int) -> nn.Module:
+    """The module of one edge; ``zero`` edges are never built."""
+    if code == SKIP:
+        return nn.Identity()
+    if code == CONV1X1:
+        return nn.Sequential(lif(), *conv_bn(channels, channels, 1))
+    if code == CONV3X3:
+        return nn.Sequential(lif(), *conv_bn(channels, channels, 3))
+    if code == AVGPOOL3X3:
+        return nn.AvgPool2d(3, stride=1, padding=1)
+    raise ValueError(f"op code {code} has no module (zero edges are not built)")
+
+
+class SpikingCell(base.MemoryModule):
+    """One SNASNet cell over ``channels`` channels, built from the cell's pruned form."""
+
+    def __init__(self, cell: Cell, channels: int) -> None:
+        super().__init__()
+        self.cell = cell.pruned()
+        self.edge_list = [(src, dst) for src, dst, _ in self.cell.edges()]
+        self.ops = nn.ModuleDict(
+            {f"{src}{dst}": make_op(code, channels) for src, dst, code in self.cell.edges()}
+        )
+        # Backward edges' outputs of the previous step, per target node (None before step 1).
+        self.register_memory("feedback", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        previous = self.feedback or [None] * NUM_NODES
+        nodes: list[torch.Tensor | int] = [0] * NUM_NODES
+        for j in range(NUM_NODES):
+            value: torch.Tensor | int = x if j == 0 else 0
+            for src, dst in self.edge_list:
+                if dst == j and src < j and isinstance(nodes[src], torch.Tensor):
+                    value = value + self.ops[f"{src}{dst}"](nodes[src])
+            if previous[j] is not None:
+                value = value + previous[j]
+            nodes[j] = value
+        if self.cell.has_backward_edges:
+            feedback: list[torch.Tensor | None] = [None] * NUM_NODES
+            for src, dst in self.edge_list:
+                if src > dst and isinstance(nodes[src], torch.Tensor):
+                    out = self.ops[f"{src}{dst}"](nodes[src])
+                    feedback[dst] = out if feedback[dst] is None else feedback[dst] + out
+            self.feedback = feedback
+        out = nodes[NUM_NODES - 1]
+        if not isinstance(out, torch.Tensor):  # only a cell with no input-output path
+            out = torch.zeros_like(x)
+        return out

@@ -1,0 +1,173 @@
+"""Macro networks around searched cells: SNASNet's (CIFAR10, CIFAR100, TinyImageNet) and ``light``.
+
+Read top to bottom: a ``Macro`` says how cells are stacked and what the head is; ``SpikingNetwork``
+runs it for T timesteps with direct encoding (the stem's output is fed identically at every step)
+and averages the output over time.
+
+Layout, for cells 1..N with widths C, 2C, 4C, ...:
+    stem conv3x3(in -> C, stride s) + BN          (no neuron, computed once)
+    cell 1 (C)
+    [BN -> LIF -> conv3x3(C_k -> 2 C_k) -> BN -> avgpool 2  -> cell k+1 (2 C_k)]  for k < N
+    head:
+      "snasnet": BN -> LIF -> avgpool p -> dropout 0.5 -> linear(-> hidden, no bias) -> LIF
+                 -> linear(hidden -> voters * classes) -> voting (mean over groups of voters)
+      "gap":     BN -> LIF -> global average pool -> linear(-> classes)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from optuna_spikenas.snn.cell import SpikingCell, conv_bn, lif
+from optuna_spikenas.space import Architecture
+
+
+@dataclass(frozen=True)
+class Macro:
+    """How a network is put together around its cells. Defaults describe the dataset the macro
+    was made for (used by ``describe``); a study's dataset overrides them."""
+
+    name: str
+    head: str  # "snasnet" or "gap"
+    width: int
+    num_cells: int
+    stem_stride: int = 1
+    final_pool: int = 2
+    hidden: int = 1024
+    voters_per_class: int = 10
+    in_channels: int = 3
+    image_size: int = 32
+    num_classes: int = 10
+
+    def for_data(self, in_channels: int, image_size: int, num_classes: int) -> Macro:
+        return replace(
+            self, in_channels=in_channels, image_size=image_size, num_classes=num_classes
+        )
+
+    def feature_sizes(self, num_cells: int) -> tuple[list[int], int]:
+        """Spatial size at each cell, and after the head's pooling (``snasnet`` head only)."""
+        size = (self.image_size - 1) // self.stem_stride + 1  # conv3x3, padding 1
+        sizes = [size]
+        for _ in range(num_cells - 1):
+            size //= 2
+            sizes.append(size)
+        final = size // self.final_pool if self.head == "snasnet" else 1
+        if min(sizes) < 1 or final < 1:
+            raise ValueError(
+                f"{self.image_size}x{self.image_size} images are too small for {num_cells} cells "
+                f"in macro {self.name!r}: each extra cell halves the image"
+            )
+        return sizes, final
+
+
+MACROS: dict[str, Macro] = {
+    # SNASNet (Kim et al. 2022). CIFAR10 uses 10 voters per class, CIFAR100 5 (500 outputs);
+    # the released CIFAR10 model was trained with final_pool 4.
+    "snasnet-cifar10": Macro("snasnet-cifar10", "snasnet", width=256, num_cells=2),
+    "snasnet-cifar100": Macro(
+        "snasnet-cifar100", "snasnet", width=128, num_cells=2, voters_per_class=5, num_classes=100
+    ),
+    # TinyImageNet: stride-2 stem and a 4096-unit hidden layer; 5 voters per class is ours.
+    "snasnet-tinyimagenet": Macro(
+        "snasnet-tinyimagenet",
+        "snasnet",
+        width=128,
+        num_cells=2,
+        stem_stride=2,
+        hidden=4096,
+        voters_per_class=5,
+        image_size=64,
+        num_classes=200,
+    ),
+    # Small enough for budgets of about a million parameters: narrow cells, pooled head.
+    "light": Macro("light", "gap", width=16, num_cells=2, in_channels=1, image_size=28),
+}
+
+
+def get_macro(name: str) -> Macro:
+    if name not in MACROS:
+        raise ValueError(f"unknown macro {name!r}; known: {', '.join(MACROS)}")
+    return MACROS[name]
+
+
+class SpikingNetwork(nn.Module):
+    """A macro network for one architecture. ``forward`` runs all timesteps and returns the
+    time-averaged class scores ``[B, classes]``; call ``functional.reset_net`` after each batch."""
+
+    def __init__(self, arch: Architecture, macro: Macro, timesteps: int = 5) -> None:
+        super().__init__()
+        self.timesteps = timesteps
+        self.macro = macro
+        _, final = macro.feature_sizes(arch.num_cells)
+        widths = [arch.width * 2**k for k in range(arch.num_cells)]
+        self.stem = nn.Sequential(
+            *conv_bn(macro.in_channels, widths[0], 3, stride=macro.stem_stride)
+        )
+        body: list[nn.Module] = [SpikingCell(arch.cells[0], widths[0])]
+        for k in range(1, arch.num_cells):
+            body += [
+                nn.BatchNorm2d(widths[k - 1]),
+                lif(),
+                *conv_bn(widths[k - 1], widths[k], 3),
+                nn.AvgPool2d(2),
+                SpikingCell(arch.cells[k], widths[k]),
+            ]
+        self.body = nn.Sequential(*body)
+        last = widths[-1]
+        if macro.head == "snasnet":
+            self.head = nn.Sequential(
+                nn.BatchNorm2d(last),
+                lif(),
+                nn.AvgPool2d(macro.final_pool),
+                nn.Flatten(),
+                nn.Dropout(0.5),
+                nn.Linear(last * final * final, macro.hidden, bias=False),
+                lif(),
+                nn.Linear(macro.hidden, macro.voters_per_class * macro.num_classes),
+            )
+            self.voters = macro.voters_per_class
+        else:
+            self.head = nn.Sequential(
+                nn.BatchNorm2d(last),
+                lif(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(last, macro.num_classes),
+            )
+            self.voters = 1
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """SNASNet's initialisation: Kaiming-uniform convs (a = 2), unit BN, N(0, 0.01) linears."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, a=2)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        encoded = self.stem(images)  # direct encoding: the same input current at every step
+        total: torch.Tensor | float = 0.0
+        for _ in range(self.timesteps):
+            out = self.head(self.body(encoded))
+            if self.voters > 1:
+                out = out.view(out.shape[0], -1, self.voters).mean(dim=2)
+            total = total + out
+        return total / self.timesteps
+
+
+def build_network(arch: Architecture, macro: Macro, timesteps: int = 5, seed: int | None = None):
+    """Build the network of ``arch``; with ``seed`` its initial weights depend on nothing else."""
+    if seed is None:
+        return SpikingNetwork(arch, macro, timesteps)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SpikingNetwork(arch, macro, timesteps)

@@ -1,0 +1,83 @@
+"""Opening the study that ``optuna create-study`` made, with the storage rules of Optuna's CLI.
+
+Nothing here creates a database or a study: a wrong URL or study name is an error that says how
+to create the study, never a new empty file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
+
+STORAGE_CLASSES = ("RDBStorage", "JournalFileBackend", "JournalRedisBackend")
+
+
+class StorageError(ValueError):
+    """The storage or study cannot be opened; the message says what to do."""
+
+
+def open_storage(url: str, storage_class: str | None = None) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL as ``optuna`` CLI accepts it: an RDB URL, a journal file
+    path, or a Redis URL; ``storage_class`` names the class when the URL alone is ambiguous."""
+    if storage_class is not None and storage_class not in STORAGE_CLASSES:
+        raise StorageError(
+            f"unknown storage class {storage_class!r}; known: {', '.join(STORAGE_CLASSES)}"
+        )
+    if storage_class == "JournalRedisBackend" or (
+        storage_class is None and url.startswith("redis")
+    ):
+        return JournalStorage(JournalRedisBackend(url))
+    if storage_class == "JournalFileBackend" or (
+        storage_class is None and os.path.isfile(url) and not url.startswith("sqlite")
+    ):
+        if not os.path.isfile(url):
+            raise StorageError(f"journal file {url} does not exist; create the study first")
+        return JournalStorage(JournalFileBackend(url))
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:" and not os.path.isfile(path):
+            raise StorageError(
+                f"database file {path} does not exist; create the study first with "
+                f"`optuna create-study --storage {url} --study-name NAME --direction maximize`"
+            )
+    if "://" not in url:
+        raise StorageError(
+            f"storage {url!r} is neither a database URL (e.g. sqlite:///nas.db) nor an existing "
+            "journal file"
+        )
+    try:
+        return RDBStorage(url)
+    except Exception as err:  # SQLAlchemy reports bad URLs and unreachable servers variously
+        raise StorageError(f"cannot open storage {redact(url)}: {type(err).__name__}") from None
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def load_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    url: str,
+    sampler: optuna.samplers.BaseSampler | None = None,
+) -> optuna.Study:
+    """Load an existing study, or say how to create it."""
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        known = f" (studies there: {', '.join(names)})" if names else " (it has no studies)"
+        raise StorageError(
+            f"study {study_name!r} does not exist in {redact(url)}{known}; create it with "
+            f"`optuna create-study --storage {redact(url)} --study-name {study_name} "
+            "--direction maximize`"
+        ) from None

@@ -1,0 +1,136 @@
+"""The command line as a user runs it: a real study, `describe`'s anchors, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optuna_spikenas.cli import main
+
+BIN = Path(sys.executable).parent
+TINY_TOML = """
+seed = 1
+[dataset]
+name = "digits"
+[space]
+macro = "light"
+widths = [4]
+[score]
+batch_size = 16
+repeats = 1
+timesteps = 2
+[budget]
+max_parameters = 6000
+[search]
+n_trials = 12
+"""
+
+
+@pytest.fixture
+def study_db(tmp_path):
+    """A study made by Optuna's own CLI, and a small config."""
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    subprocess.run(
+        [BIN / "optuna", "create-study", "--storage", url, "--study-name", "s",
+         "--direction", "maximize"],
+        check=True, capture_output=True,
+    )
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    return url, config
+
+
+def test_optimize_runs_a_study_made_by_optuna_create_study(study_db):
+    url, config = study_db
+    result = subprocess.run(
+        [BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", "s",
+         "--config", config, "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "best trial" in result.stdout and "optuna-dashboard" in result.stdout
+    study = optuna.load_study(study_name="s", storage=url)
+    assert len(study.trials) == 12
+    best = subprocess.run(
+        [BIN / "optuna", "best-trial", "--storage", url, "--study-name", "s", "-f", "json"],
+        capture_output=True, text=True, check=True,
+    )
+    shown = json.loads(best.stdout)
+    assert shown["value"] == study.best_value
+    assert shown["user_attrs"]["feasible"] is True
+    assert shown["user_attrs"]["memory_bits"] <= 6000 * 32
+
+
+def describe_json(capsys, *args) -> dict:
+    assert main(["describe", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_describe_reproduces_snasnet_parameter_counts(capsys):
+    c100 = describe_json(capsys, "--macro", "snasnet-cifar100", "--arch", "0302 0030 3003 0000")
+    assert abs(c100["parameters"] / 1e6 - 20.62) <= 0.01
+    c10 = describe_json(
+        capsys, "--macro", "snasnet-cifar10", "--arch", "0303 0030 2002 0200", "--final-pool", "4"
+    )
+    assert abs(c10["parameters"] / 1e6 - 19.52) <= 0.01
+    eight = describe_json(
+        capsys, "--macro", "snasnet-cifar10", "--arch", "0303 0030 2002 0200", "--weight-bits", "8"
+    )
+    assert eight["memory_bits"] == eight["parameters"] * 8
+
+
+BAD_INPUTS = {
+    "unknown op": (["describe", "--macro", "light", "--arch", "0309 0030 3003 0000"], "unknown"),
+    "malformed arch": (["describe", "--macro", "light", "--arch", "0302 003"], "malformed"),
+    "invalid config value": ("space.num_cells = 'two'", "num_cells must be an integer"),
+    "unknown config key": ("search.n_trails = 3", "unknown key"),
+    "study does not exist": ("--study-name nope", "does not exist"),
+    "dataset path does not exist": ("dataset.path = '/no/such.npz'", "does not exist"),
+    "database does not exist": ("--storage sqlite:////no/such/dir/x.db", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_ends_in_one_clear_line(study_db, case, tmp_path):
+    url, config = study_db
+    change, expected = BAD_INPUTS[case]
+    if isinstance(change, list):
+        argv = change
+    else:
+        argv = ["optimize", "--storage", url, "--study-name", "s", "--config", str(config)]
+        if change.startswith("--"):
+            flag, value = change.split(" ", 1)
+            argv[argv.index(flag) + 1] = value
+        else:
+            key, value = change.split(" = ")
+            section, name = key.split(".")
+            text = config.read_text().replace(f"[{section}]", f"[{section}]\n{name} = {value}")
+            if section == "dataset":
+                text = text.replace('name = "digits"', 'name = "npz"')
+            config.write_text(text)
+    result = subprocess.run(
+        [BIN / "optuna-spikenas", *argv], capture_output=True, text=True,
+        env={**os.environ, "OPTUNA_SPIKENAS_TRACEBACK": ""},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 0
+
+
+def test_study_with_another_direction_is_refused_before_any_trial(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'min.db'}"
+    optuna.create_study(storage=url, study_name="m", direction="minimize")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    code = main(["optimize", "--storage", url, "--study-name", "m", "--config", str(config)])
+    assert code == 2
+    assert "maximize" in capsys.readouterr().err
+    assert optuna.load_study(study_name="m", storage=url).trials == []
