@@ -34,7 +34,10 @@ timed back to back, their order alternating, so that a change of machine load hi
 Reported per setting: ``score_seconds`` and ``forward_seconds`` (medians over all
 architecture x repeat samples), ``ratio`` (median of the paired score / forward ratios, each
 score timed right next to its forward; robust to load drift), ``overhead_fraction``
-(``ratio - 1``), the overhead's split, and the same medians per architecture.
+(``ratio - 1``), the overhead's split, the fastest samples (``*_min``, ``ratio_of_mins``: the
+least disturbed by other processes) and the same figures per architecture. ``contention`` says
+how much CPU other processes took during the run (from ``/proc/stat``): on a shared machine,
+quote the numbers with it.
 
 Rerun (from the repository root):
 
@@ -82,6 +85,8 @@ SNASNET_MACRO = "snasnet-cifar10"
 SNASNET_WIDTH = 256
 SNASNET_TIMESTEPS = 5
 SEED = 0
+# Above this share of the machine's CPU taken by other processes, the run is flagged as disturbed.
+DISTURBED_SHARE = 0.05
 
 
 def log(message: str) -> None:
@@ -244,7 +249,9 @@ def run_setting(
         networks.append(network)
 
     samples: list[list[dict[str, float]]] = [[] for _ in networks]
+    others_share: list[float | None] = []
     for r in range(repeats):
+        probe = ContentionProbe()
         for i, network in enumerate(networks):
             if (r + i) % 2 == 0:
                 forward = time_forward(network, batch, sync)
@@ -258,22 +265,32 @@ def run_setting(
                 sample |= {"kernel": parts["kernel"], "logdet": parts["logdet"]}
                 sample["pairs"] = parts["pairs"]
             samples[i].append(sample)
+        share = probe.report().get("other_processes_cpu_share")
+        others_share.append(share)
         log(
             f"  repeat {r + 1}/{repeats}: "
             + ", ".join(f"{s[-1]['score']:.3f}s/{s[-1]['forward']:.3f}s" for s in samples)
-            + " (score/forward per arch)"
+            + " (score/forward per arch); other processes used "
+            + ("?" if share is None else f"{100 * share:.0f}%")
+            + " of the CPU"
         )
 
     def summary(rows: list[dict[str, float]]) -> dict[str, Any]:
         score_s = median([row["score"] for row in rows])
         forward_s = median([row["forward"] for row in rows])
         ratio = median([row["score"] / row["forward"] for row in rows])
+        score_min = min(row["score"] for row in rows)
+        forward_min = min(row["forward"] for row in rows)
         out: dict[str, Any] = {
             "score_seconds": round(score_s, 5),
             "forward_seconds": round(forward_s, 5),
             "ratio": round(ratio, 3),
             "overhead_fraction": round(ratio - 1.0, 3),
             "overhead_seconds": round(median([row["score"] - row["forward"] for row in rows]), 5),
+            # The fastest samples: the least disturbed by other processes.
+            "score_seconds_min": round(score_min, 5),
+            "forward_seconds_min": round(forward_min, 5),
+            "ratio_of_mins": round(score_min / forward_min, 3),
         }
         if all("kernel" in row for row in rows):
             kernel_s = median([row["kernel"] for row in rows])
@@ -283,7 +300,7 @@ def run_setting(
                 "logdet_seconds": round(logdet_s, 5),
                 "rest_seconds": round(out["overhead_seconds"] - kernel_s - logdet_s, 5),
                 "kernel_fraction_of_forward": round(kernel_s / forward_s, 3),
-                "kernels_per_score": int(rows[0]["pairs"]),
+                "kernels_per_score": round(median([row["pairs"] for row in rows])),
             }
         return out
 
@@ -301,6 +318,8 @@ def run_setting(
         "repeats": repeats,
         **summary(all_rows),
         "build_seconds": round(median(build_seconds), 5),
+        # Share of the machine's CPU that other processes used during each repeat.
+        "other_processes_cpu_share_per_repeat": others_share,
         "per_arch": [
             {"name": label, "arch": str(arch.cells[0]), **summary(rows)}
             for (label, arch), rows in zip(setting.archs, samples, strict=True)
@@ -383,6 +402,48 @@ def load_average() -> list[float] | None:
         return None
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy (all processes), from ``/proc/stat``."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class ContentionProbe:
+    """How much CPU other processes took while the benchmark ran (Linux only)."""
+
+    wall: float = field(default_factory=time.perf_counter)
+    busy: float | None = field(default_factory=busy_cpu_seconds)
+    own: float = field(default_factory=own_cpu_seconds)
+    load: list[float] | None = field(default_factory=load_average)
+
+    def report(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.wall
+        own = own_cpu_seconds() - self.own
+        busy = busy_cpu_seconds()
+        out: dict[str, Any] = {
+            "wall_seconds": round(wall, 2),
+            "own_cpu_seconds": round(own, 2),
+            "load_average_before": self.load,
+            "load_average_after": load_average(),
+        }
+        if busy is not None and self.busy is not None:
+            others = max(0.0, busy - self.busy - own)
+            out["other_processes_cpu_seconds"] = round(others, 2)
+            # Share of the machine's CPU capacity (wall x cores) used by other processes.
+            out["other_processes_cpu_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
+        return out
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {
@@ -405,13 +466,17 @@ def print_table(report: dict[str, Any]) -> None:
         f"torch {m['torch']} with {m['torch_threads']} threads, device {m['device']} "
         f"({m['device_name']})"
     )
+    c = report["contention"]
+    others = c.get("other_processes_cpu_share")
     print(
-        f"load average (1, 5, 15 min) before {report['load_before']}, after {report['load_after']}"
+        f"run: {c['wall_seconds']:.0f}s wall, {c['own_cpu_seconds']:.0f}s own CPU; other processes "
+        f"used {'?' if others is None else f'{100 * others:.0f}%'} of the machine's CPU meanwhile; "
+        f"load average {c['load_average_before']} -> {c['load_average_after']}"
     )
     print()
     header = (
         f"{'setting / arch':<36} {'batch':>5} {'score s':>9} {'forward s':>9} {'ratio':>6} "
-        f"{'kernel s':>9} {'logdet s':>9} {'rest s':>8}"
+        f"{'min ratio':>9} {'kernel s':>9} {'logdet s':>9} {'rest s':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -422,27 +487,31 @@ def print_table(report: dict[str, Any]) -> None:
 
         print(
             f"{label:<36} {batch!s:>5} {r['score_seconds']:>9.4f} {r['forward_seconds']:>9.4f} "
-            f"{r['ratio']:>6.2f} {opt('kernel_seconds', 9)} {opt('logdet_seconds', 9)} "
-            f"{opt('rest_seconds', 8)}"
+            f"{r['ratio']:>6.2f} {r['ratio_of_mins']:>9.2f} {opt('kernel_seconds', 9)} "
+            f"{opt('logdet_seconds', 9)} {opt('rest_seconds', 8)}"
         )
 
     for name, s in report["settings"].items():
-        row(f"{name} ({s['macro']}, median)", s["batch_size"], s)
+        label = name if name == s["macro"] else f"{name} ({s['macro']})"
+        row(f"{label}, median", s["batch_size"], s)
         for a in s["per_arch"]:
             row(f"  {a['arch']}", "", a)
     print()
     for name, s in report["settings"].items():
-        pairs = s.get("kernels_per_score", "?")
+        counts = sorted({a["kernels_per_score"] for a in s["per_arch"] if "kernels_per_score" in a})
+        pairs = "?" if not counts else "-".join(str(n) for n in sorted({counts[0], counts[-1]}))
         print(
             f"{name}: {s['archs']} archs x {s['repeats']} repeats; width {s['width']}, "
             f"{s['num_cells']} cells, T={s['timesteps']}, images {s['image_shape']}; "
             f"overhead {100 * s['overhead_fraction']:.0f}% of the forward pass "
-            f"({pairs} kernels per score); build {s['build_seconds']:.3f}s. {s['note']}."
+            f"({pairs} kernels per score, one per LIF layer x timestep); "
+            f"build {s['build_seconds']:.3f}s. {s['note']}."
         )
     print(
         "\nscore = sahd_score on one batch; forward = no-grad forward in train mode + reset_net "
-        "(the floor); ratio = median of paired score/forward; kernel/logdet = time inside the "
-        "kernel functions and log|det| (instrumented call); rest = overhead - kernel - logdet."
+        "(the floor); all medians over archs x repeats; ratio = median of paired score/forward; "
+        "min ratio = fastest score / fastest forward; kernel/logdet = time inside the kernel "
+        "functions and log|det| (instrumented call); rest = overhead - kernel - logdet."
     )
 
 
@@ -466,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("quickstart", SNASNET_MACRO), help="run one setting only"
     )
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads (default: torch's own choice)"
+    )
     args = parser.parse_args(argv)
     flags = sys.argv[1:] if argv is None else argv
     repeats = args.repeats or (3 if args.quick else 5)
@@ -480,10 +552,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: PyTorch sees no CUDA GPU")
     else:
         device = torch.device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
 
-    load_before = load_average()
-    started = time.perf_counter()
+    probe = ContentionProbe()
     settings: dict[str, Any] = {}
     if args.only in (None, "quickstart"):
         settings["quickstart"] = run_setting(
@@ -496,12 +571,17 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": machine_info(device),
         "settings": settings,
-        "load_before": load_before,
-        "load_after": load_average(),
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "contention": probe.report(),
         "command": " ".join(["python benchmarks/scorer_cost.py", *flags]),
     }
-    log(f"done in {report['wall_seconds']:.1f}s")
+    log(f"done in {report['contention']['wall_seconds']:.1f}s")
+    others = report["contention"].get("other_processes_cpu_share")
+    if others is not None and others > DISTURBED_SHARE:
+        log(
+            f"WARNING: other processes used {100 * others:.0f}% of the machine's CPU during the "
+            "run; the timings are disturbed (2-thread kernels stall when a core is taken). "
+            "Rerun on a quiet machine."
+        )
     if args.json:
         print(json.dumps(report, indent=2))
     else:

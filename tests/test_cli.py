@@ -37,9 +37,18 @@ def study_db(tmp_path):
     """A study made by Optuna's own CLI, and a small config."""
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     subprocess.run(
-        [BIN / "optuna", "create-study", "--storage", url, "--study-name", "s",
-         "--direction", "maximize"],
-        check=True, capture_output=True,
+        [
+            BIN / "optuna",
+            "create-study",
+            "--storage",
+            url,
+            "--study-name",
+            "s",
+            "--direction",
+            "maximize",
+        ],
+        check=True,
+        capture_output=True,
     )
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML)
@@ -49,9 +58,19 @@ def study_db(tmp_path):
 def test_optimize_runs_a_study_made_by_optuna_create_study(study_db):
     url, config = study_db
     result = subprocess.run(
-        [BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", "s",
-         "--config", config, "--quiet"],
-        capture_output=True, text=True,
+        [
+            BIN / "optuna-spikenas",
+            "optimize",
+            "--storage",
+            url,
+            "--study-name",
+            "s",
+            "--config",
+            config,
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "best trial" in result.stdout and "optuna-dashboard" in result.stdout
@@ -59,7 +78,9 @@ def test_optimize_runs_a_study_made_by_optuna_create_study(study_db):
     assert len(study.trials) == 12
     best = subprocess.run(
         [BIN / "optuna", "best-trial", "--storage", url, "--study-name", "s", "-f", "json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     shown = json.loads(best.stdout)
     assert shown["value"] == study.best_value
@@ -115,7 +136,9 @@ def test_bad_input_ends_in_one_clear_line(study_db, case, tmp_path):
                 text = text.replace('name = "digits"', 'name = "npz"')
             config.write_text(text)
     result = subprocess.run(
-        [BIN / "optuna-spikenas", *argv], capture_output=True, text=True,
+        [BIN / "optuna-spikenas", *argv],
+        capture_output=True,
+        text=True,
         env={**os.environ, "OPTUNA_SPIKENAS_TRACEBACK": ""},
     )
     assert result.returncode == 2
@@ -134,3 +157,53 @@ def test_study_with_another_direction_is_refused_before_any_trial(tmp_path, caps
     assert code == 2
     assert "maximize" in capsys.readouterr().err
     assert optuna.load_study(study_name="m", storage=url).trials == []
+
+
+def test_journal_file_storage_and_python_m_entry_point(tmp_path):
+    journal = tmp_path / "nas.log"
+    subprocess.run(
+        [
+            BIN / "optuna",
+            "create-study",
+            "--storage",
+            journal,
+            "--storage-class",
+            "JournalFileBackend",
+            "--study-name",
+            "j",
+            "--direction",
+            "maximize",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optuna_spikenas",
+            "optimize",
+            "--storage",
+            journal,
+            "--storage-class",
+            "JournalFileBackend",
+            "--study-name",
+            "j",
+            "--config",
+            config,
+            "--n-trials",
+            "3",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    trials = optuna.load_study(study_name="j", storage=storage).trials
+    assert len(trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

@@ -117,7 +117,11 @@ def test_optuna_samplers_search_the_same_space(sampler):
     assert {f"cell1_edge{e}" for e in ("01", "02", "12", "03", "13", "23")} == names
     for trial in study.trials:
         assert set(trial.distributions["cell1_edge01"].choices) == {
-            "zero", "skip", "conv1x1", "conv3x3", "avgpool3x3"
+            "zero",
+            "skip",
+            "conv1x1",
+            "conv3x3",
+            "avgpool3x3",
         }
         assert "valid" in trial.constraints and "memory" in trial.constraints
         assert trial.user_attrs["feasible"] == all(v <= 0 for v in trial.constraints.values())
