@@ -114,30 +114,27 @@ class Cell:
 
     # --- validity and canonical form -------------------------------------------------------
 
+    def _reachable(self, start: int, forward: bool) -> set[int]:
+        """Nodes reachable from ``start`` along edges (``forward``) or against them."""
+        seen = {start}
+        changed = True
+        while changed:
+            changed = False
+            for src, dst, _ in self.edges():
+                a, b = (src, dst) if forward else (dst, src)
+                if a in seen and b not in seen:
+                    seen.add(b)
+                    changed = True
+        return seen
+
     def _live_nodes(self) -> set[int]:
         """Nodes that carry a value computed from the cell input (forward or via a backward
         edge from a live node at the previous timestep)."""
-        live = {0}
-        changed = True
-        while changed:
-            changed = False
-            for src, dst, _ in self.edges():
-                if src in live and dst not in live:
-                    live.add(dst)
-                    changed = True
-        return live
+        return self._reachable(0, forward=True)
 
     def _useful_nodes(self) -> set[int]:
         """Nodes from which the cell output can be reached."""
-        useful = {NUM_NODES - 1}
-        changed = True
-        while changed:
-            changed = False
-            for src, dst, _ in self.edges():
-                if dst in useful and src not in useful:
-                    useful.add(src)
-                    changed = True
-        return useful
+        return self._reachable(NUM_NODES - 1, forward=False)
 
     def is_valid(self) -> bool:
         """SNASNet's validity: the output node is reachable from the input."""

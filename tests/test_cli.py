@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ import pytest
 from optuna_spikenas.cli import main
 
 BIN = Path(sys.executable).parent
+OPTUNA = str(BIN / "optuna")
+SPIKENAS = str(BIN / "optuna-spikenas")
 TINY_TOML = """
 seed = 1
 [dataset]
@@ -32,24 +33,22 @@ n_trials = 12
 """
 
 
+def run(program: str, *args, check: bool = False) -> subprocess.CompletedProcess:
+    """Run one of the installed commands as a user would."""
+    argv = [*program.split(), *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def create_study(storage, name: str, *extra: str) -> None:
+    run(OPTUNA, "create-study", "--storage", storage, "--study-name", name, *extra,
+        "--direction", "maximize", check=True)
+
+
 @pytest.fixture
 def study_db(tmp_path):
     """A study made by Optuna's own CLI, and a small config."""
     url = f"sqlite:///{tmp_path / 'nas.db'}"
-    subprocess.run(
-        [
-            BIN / "optuna",
-            "create-study",
-            "--storage",
-            url,
-            "--study-name",
-            "s",
-            "--direction",
-            "maximize",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    create_study(url, "s")
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML)
     return url, config
@@ -57,31 +56,13 @@ def study_db(tmp_path):
 
 def test_optimize_runs_a_study_made_by_optuna_create_study(study_db):
     url, config = study_db
-    result = subprocess.run(
-        [
-            BIN / "optuna-spikenas",
-            "optimize",
-            "--storage",
-            url,
-            "--study-name",
-            "s",
-            "--config",
-            config,
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run(SPIKENAS, "optimize", "--storage", url, "--study-name", "s", "--config", config,
+                 "--quiet")
     assert result.returncode == 0, result.stderr
     assert "best trial" in result.stdout and "optuna-dashboard" in result.stdout
     study = optuna.load_study(study_name="s", storage=url)
     assert len(study.trials) == 12
-    best = subprocess.run(
-        [BIN / "optuna", "best-trial", "--storage", url, "--study-name", "s", "-f", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    best = run(OPTUNA, "best-trial", "--storage", url, "--study-name", "s", "-f", "json")
     shown = json.loads(best.stdout)
     assert shown["value"] == study.best_value
     assert shown["user_attrs"]["feasible"] is True
@@ -118,7 +99,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
-def test_bad_input_ends_in_one_clear_line(study_db, case, tmp_path):
+def test_bad_input_ends_in_one_clear_line(study_db, case):
     url, config = study_db
     change, expected = BAD_INPUTS[case]
     if isinstance(change, list):
@@ -135,12 +116,7 @@ def test_bad_input_ends_in_one_clear_line(study_db, case, tmp_path):
             if section == "dataset":
                 text = text.replace('name = "digits"', 'name = "npz"')
             config.write_text(text)
-    result = subprocess.run(
-        [BIN / "optuna-spikenas", *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OPTUNA_SPIKENAS_TRACEBACK": ""},
-    )
+    result = run(SPIKENAS, *argv)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
@@ -161,45 +137,12 @@ def test_study_with_another_direction_is_refused_before_any_trial(tmp_path, caps
 
 def test_journal_file_storage_and_python_m_entry_point(tmp_path):
     journal = tmp_path / "nas.log"
-    subprocess.run(
-        [
-            BIN / "optuna",
-            "create-study",
-            "--storage",
-            journal,
-            "--storage-class",
-            "JournalFileBackend",
-            "--study-name",
-            "j",
-            "--direction",
-            "maximize",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    create_study(journal, "j", "--storage-class", "JournalFileBackend")
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optuna_spikenas",
-            "optimize",
-            "--storage",
-            journal,
-            "--storage-class",
-            "JournalFileBackend",
-            "--study-name",
-            "j",
-            "--config",
-            config,
-            "--n-trials",
-            "3",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run(f"{sys.executable} -m optuna_spikenas", "optimize", "--storage", journal,
+                 "--storage-class", "JournalFileBackend", "--study-name", "j",
+                 "--config", config, "--n-trials", 3, "--quiet")
     assert result.returncode == 0, result.stderr
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal))

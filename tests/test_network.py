@@ -24,13 +24,7 @@ CIFAR10_CELL = "0303 0030 2002 0200"
 CIFAR100_CELL = "0302 0030 3003 0000"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest and avoids OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def num_params(net: nn.Module) -> int:

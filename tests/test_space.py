@@ -40,13 +40,7 @@ SWAP_12 = (0, 2, 1, 3)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest and avoids OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_cell(rng: random.Random, backward: bool = False, p_zero: float = 0.3) -> Cell:
