@@ -6,18 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pip_install() {
-    # Some machines' pip configuration names local package folders that may not exist; pip
-    # warns about each one on every call, which says nothing about this install.
-    .venv/bin/python -m pip install --quiet "$@" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    # Drop two kinds of noise: warnings about local package folders named in some machines'
+    # pip configuration, and setuptools' notice about editable installs. Errors still show.
+    .venv/bin/python -m pip install --quiet "$@" 2>&1 | {
+        grep -v -E 'is ignored: it is neither a file|^ *!!$|^ *$|\*{20}|BuildBackendWarning|Please be careful with folders|name as your package|with strategy, WheelFile' || true
+    }
 }
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import optuna_spikenas, spikingjelly, optuna, pytest, ruff" 2>/dev/null; then
+# Reinstall whenever the declared dependencies change.
+wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/optuna-spikenas ]; then
     echo "Installing optuna-spikenas into .venv (a minute or two on the first run)..."
     pip_install --upgrade pip
     pip_install torch==2.13.0
     pip_install -c constraints.txt -e '.[dev]'
+    echo "$wanted" > .venv/.installed
 fi
