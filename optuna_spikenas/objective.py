@@ -75,7 +75,9 @@ class SpikeNASObjective:
         self.macro = study_macro(config, self.dataset)
         self.device = resolve_device(device or config.score.device)
         self.batches = [
-            batch_for_scoring(self.dataset.train, config.score.batch_size, config.seed + r)
+            batch_for_scoring(self.dataset.train, config.score.batch_size, config.seed + r).to(
+                self.device
+            )
             for r in range(config.score.repeats)
         ]
 
@@ -102,12 +104,10 @@ class SpikeNASObjective:
     def _record_constraints(self, trial: optuna.Trial, arch: Architecture) -> bool:
         """Set the constraints and their user attributes; True when the candidate is feasible."""
         reason = invalid_reason(arch, self.space)
-        report = None
-        if reason is None:
-            try:
-                report = memory_report(arch, self.macro, self.config.budget.weight_bits)
-            except ValueError as err:  # images too small for this many cells
-                reason = str(err)
+        try:
+            report = memory_report(arch, self.macro, self.config.budget.weight_bits)
+        except ValueError as err:  # images too small for this many cells
+            report, reason = None, reason or str(err)
         trial.set_constraint("valid", 0.0 if reason is None else 1.0)
         trial.set_user_attr("constraint_valid", 0.0 if reason is None else 1.0)
         if reason is not None:
@@ -135,8 +135,7 @@ class SpikeNASObjective:
     def score(self, arch: Architecture) -> float:
         """The training-free score of ``arch`` (deterministic for a given config)."""
         network = self.build(arch)
-        batches = [b.to(self.device) for b in self.batches]
-        value = sahd_score(network, batches, kind=self.config.score.kind)
+        value = sahd_score(network, self.batches, kind=self.config.score.kind)
         if math.isnan(value):
             raise FloatingPointError(f"the score of {arch} is NaN")
         return value

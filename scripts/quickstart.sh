@@ -11,5 +11,5 @@ optuna create-study --storage "$STORAGE" --study-name quickstart --direction max
 optuna-spikenas optimize --storage "$STORAGE" --study-name quickstart \
     --config studies/quickstart.toml "$@"
 echo
-echo "$ optuna best-trial --storage $STORAGE --study-name quickstart"
-optuna best-trial --storage "$STORAGE" --study-name quickstart
+echo "$ optuna best-trial --storage $STORAGE --study-name quickstart -f yaml"
+optuna best-trial --storage "$STORAGE" --study-name quickstart -f yaml 2>/dev/null
