@@ -15,9 +15,10 @@ from dataclasses import replace
 
 import optuna
 
-from optuna_spikenas.config import SAMPLERS, ConfigError, load_config
+from optuna_spikenas.config import SAMPLERS, Config, ConfigError, load_config, validate
 from optuna_spikenas.data import DatasetError
 from optuna_spikenas.hardware.memory import memory_report
+from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.snn.network import MACROS, get_macro
 from optuna_spikenas.space import Architecture, SpaceError
 from optuna_spikenas.storage import STORAGE_CLASSES, StorageError, load_study, open_storage
@@ -29,8 +30,8 @@ class UsageError(ValueError):
     """A command-line value that cannot be used."""
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna's samplers with their settings named, not left to Optuna's defaults."""
+def make_sampler(name: str, seed: int, objective=None) -> optuna.samplers.BaseSampler:
+    """Optuna's samplers with their settings named, not left to Optuna's defaults, and ours."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -41,19 +42,40 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(
             seed=seed, population_size=20, mutation_prob=None, crossover_prob=0.9
         )
+    if name == "cellbycell":
+        from optuna_spikenas.samplers import CellByCellSampler
+
+        space = objective.space
+        return CellByCellSampler(
+            ops=objective.config.search.ops,
+            max_cells=space.max_cells,
+            width=space.widths[0],
+            fits_budget=objective.fits_budget,
+        )
     raise UsageError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
-def cmd_optimize(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+def with_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """The config with the command line's overrides, validated again as a whole."""
+    search = config.search
+    for key in ("sampler", "n_trials", "timeout"):
+        if getattr(args, key) is not None:
+            search = replace(search, **{key: getattr(args, key)})
+    config = replace(config, search=search)
     if args.device is not None:
         config = replace(config, score=replace(config.score, device=args.device))
-    sampler_name = args.sampler or config.search.sampler
+    validate(config)
+    return config
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    config = with_overrides(load_config(args.config), args)
+    search = config.search
     seed = config.seed if args.seed is None else args.seed
-    n_trials = args.n_trials if args.n_trials is not None else config.search.n_trials
-    timeout = args.timeout if args.timeout is not None else config.search.timeout
-    storage = open_storage(args.storage, args.storage_class)
-    study = load_study(storage, args.study_name, args.storage, make_sampler(sampler_name, seed))
+    if args.threads is not None:
+        torch_threads(args.threads)
+    storage = open_storage(args.storage, args.storage_class, args.heartbeat)
+    study = load_study(storage, args.study_name, args.storage)
     if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
         raise UsageError(
             f"study {args.study_name!r} has directions "
@@ -63,22 +85,64 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from optuna_spikenas.objective import SpikeNASObjective  # torch import: after validation
 
     objective = SpikeNASObjective(config)
+    study.sampler = make_sampler(search.sampler, seed, objective)
     if not args.quiet:
+        budget = f"{search.n_trials} trials" if search.n_trials else "until the search ends"
         print(
-            f"Searching {config.space.macro} cells on {config.dataset.name} with {sampler_name} "
-            f"(seed {seed}): {n_trials} trials, scoring on {objective.device}",
+            f"Searching {config.space.macro} cells on {config.dataset.name} with "
+            f"{search.sampler} (seed {seed}): {budget}, scoring on {objective.device}",
             file=sys.stderr,
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study.optimize(
-            objective, n_trials=n_trials, timeout=timeout, show_progress_bar=not args.quiet
+            objective,
+            n_trials=search.n_trials,
+            timeout=search.timeout,
+            show_progress_bar=not args.quiet and search.sampler != "cellbycell",
+            callbacks=[] if args.quiet or search.sampler != "cellbycell" else [PhaseProgress()],
         )
     except KeyboardInterrupt:
         print("interrupted: every completed trial is saved in the study", file=sys.stderr)
         return 130
     print_summary(study, args.storage, args.study_name)
+    if isinstance(study.sampler, CellByCellSampler):
+        print_cell_by_cell_result(study, study.sampler)
     return 0
+
+
+class PhaseProgress:
+    """One status line for the cell-by-cell search, rewritten after each trial."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = study.sampler.state(study)
+        phase = state.current
+        if phase is None:
+            return
+        scores = [t.value for t in study.get_trials(deepcopy=False) if _finite(t.value)]
+        best = f", best score {max(scores):.4f}" if scores else ""
+        print(
+            f"\rcell {phase.k}: {state.settled}/{len(phase.candidates)} candidates{best}   ",
+            end="\n" if state.complete else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def print_cell_by_cell_result(study: optuna.Study, sampler: CellByCellSampler) -> None:
+    final = sampler.result(study)
+    if final is None:
+        return
+    state = sampler.state(study)
+    status = "complete" if state.complete else "not complete yet (run the command again)"
+    print(f"cell-by-cell search {status}: {len(state.winners)} cell choices fixed")
+    print(f"  grown network: trial {final.number}, score {final.value:.4f}")
+    print(f"  architecture   {final.user_attrs['architecture']}")
+    print(f"  parameters     {final.user_attrs['parameters']:,}")
 
 
 def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
@@ -92,7 +156,7 @@ def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
         f"{len(trials)} trials: {len(scored)} scored, {len(duplicates)} duplicates reused, "
         f"{len(infeasible)} invalid or over budget"
     )
-    feasible = [t for t in trials if t.user_attrs.get("feasible") and math.isfinite(t.value)]
+    feasible = [t for t in trials if t.user_attrs.get("feasible") and _finite(t.value)]
     if not feasible:
         print("no feasible architecture was found; loosen the budget or run more trials")
         return
@@ -141,6 +205,41 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_ops(args: argparse.Namespace) -> int:
+    """SpikeNAS's operation analysis: score samples of every op set, propose a pruned one."""
+    if args.samples < 1:
+        raise UsageError(f"--samples must be positive, got {args.samples}")
+    if args.train_epochs < 0:
+        raise UsageError(f"--train-epochs must be 0 (off) or positive, got {args.train_epochs}")
+    config = load_config(args.config)
+    seed = config.seed if args.seed is None else args.seed
+    if seed < 0:
+        raise UsageError(f"--seed must be 0 or positive, got {seed}")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {args.out}: cannot create the directory ({err})") from None
+    from optuna_spikenas import op_analysis  # torch import: after validation
+    from optuna_spikenas.objective import SpikeNASObjective
+    from optuna_spikenas.train import TrainSettings
+
+    settings = None
+    if args.train_epochs:
+        settings = TrainSettings(epochs=args.train_epochs, timesteps=config.score.timesteps)
+    objective = SpikeNASObjective(config)
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    if progress is not None:
+        progress(
+            f"Analysing ops: {args.samples} {config.space.macro} architectures per op set on "
+            f"{config.dataset.name}, scoring on {objective.device}"
+        )
+    analysis = op_analysis.analyze_ops(objective, args.samples, seed, settings, progress)
+    print(op_analysis.format_table(analysis))
+    html, data = op_analysis.write_outputs(analysis, args.out)
+    print(f"figure: {html}\ndata:   {data}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="optuna-spikenas",
@@ -161,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--n-trials", type=int, default=None)
     opt.add_argument("--timeout", type=float, default=None, help="seconds")
     opt.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    opt.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)"
+    )
+    opt.add_argument(
+        "--heartbeat",
+        type=int,
+        default=10,
+        help="seconds between RDB heartbeats; a dead worker's trial is retried after two missed",
+    )
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
     opt.set_defaults(func=cmd_optimize)
 
@@ -176,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("--image-size", type=int, default=None)
     desc.add_argument("--json", action="store_true")
     desc.set_defaults(func=cmd_describe)
+
+    ops = sub.add_parser("analyze-ops", help="SpikeNAS operation analysis: which ops to prune")
+    ops.add_argument("--config", required=True, help="study settings (TOML), see studies/")
+    ops.add_argument("--samples", type=int, default=40, help="architectures per op set")
+    ops.add_argument("--seed", type=int, default=None, help="sampling seed (default: config seed)")
+    ops.add_argument(
+        "--train-epochs", type=int, default=0, help="short-train each set's top 3 (0: off)"
+    )
+    ops.add_argument("--out", default="op_analysis", help="directory for the HTML and JSON")
+    ops.add_argument("--quiet", action="store_true", help="no progress lines")
+    ops.set_defaults(func=cmd_analyze_ops)
     return parser
 
 
@@ -201,8 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def check_positive(args: argparse.Namespace) -> None:
     for key in (
+        "threads",
+        "heartbeat",
         "n_trials",
         "timeout",
         "weight_bits",

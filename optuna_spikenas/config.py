@@ -7,7 +7,7 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     [space]    macro, num_cells, widths, shared_cell, backward, require_direct_edge, final_pool
     [score]    kind, batch_size, repeats, timesteps, device
     [budget]   weight_bits, max_parameters | memory_megabytes
-    [search]   sampler, n_trials, timeout
+    [search]   sampler, n_trials, timeout, ops
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 from optuna_spikenas.data import DATASET_NAMES
 from optuna_spikenas.snn.network import MACROS
-from optuna_spikenas.space import SearchSpace
+from optuna_spikenas.space import OPS, SearchSpace
 
-SAMPLERS = ("random", "tpe", "nsga2")
+SAMPLERS = ("random", "tpe", "nsga2", "cellbycell")
 SCORE_KINDS = ("sahd", "hamming")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -77,8 +77,9 @@ class BudgetConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     sampler: str = "random"
-    n_trials: int = 60
+    n_trials: int | None = None  # None: until the sampler stops (cellbycell) or the timeout
     timeout: float | None = None
+    ops: tuple[str, ...] = ("skip", "conv3x3")  # cellbycell's pruned op set
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
             raise ConfigError(f"[{name}] must be a table")
         sections[name] = _build_section(name, cls, table)
     config = Config(seed=_int("seed", raw.get("seed", 0), minimum=0), **sections)
-    _check(config)
+    validate(config)
     return config
 
 
@@ -159,6 +160,11 @@ def _build_section(section: str, cls: type, table: dict[str, Any]):
 
 
 def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
+    if "tuple[str" in annotation:
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{name} must be a list of names, got {value!r}")
+        return tuple(items)
     if "tuple[int" in annotation:
         items = value if isinstance(value, list) else [value]
         return tuple(_int(name, v, minimum=1) for v in items)
@@ -192,7 +198,8 @@ def _one_of(name: str, value: str, allowed) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _check(config: Config) -> None:
+def validate(config: Config) -> None:
+    """Raise ConfigError for values that cannot be used together."""
     _one_of("[dataset] name", config.dataset.name, DATASET_NAMES)
     if (config.dataset.name == "npz") != bool(config.dataset.path):
         raise ConfigError("[dataset] path is needed by, and only by, name = 'npz'")
@@ -212,5 +219,32 @@ def _check(config: Config) -> None:
         raise ConfigError("[budget] memory_megabytes must be positive")
     if config.search.timeout is not None and config.search.timeout <= 0:
         raise ConfigError("[search] timeout must be positive")
+    for op in config.search.ops:
+        _one_of("[search] ops", op, OPS)
+    if config.search.sampler == "cellbycell":
+        _check_cell_by_cell(config)
+    elif config.search.n_trials is None and config.search.timeout is None:
+        raise ConfigError(f"[search] sampler {config.search.sampler!r} needs n_trials or timeout")
     if config.budget.weight_bits > 64:
         raise ConfigError("[budget] weight_bits must be between 1 and 64")
+
+
+def _check_cell_by_cell(config: Config) -> None:
+    """SpikeNAS grows the network cell by cell: one architecture per cell, 2 .. N cells."""
+    space = config.space
+    wanted = list(range(2, max(space.num_cells) + 1))
+    if list(space.num_cells) != wanted or len(wanted) < 1:
+        raise ConfigError(
+            f"sampler 'cellbycell' grows 2 .. N cells: set [space] num_cells = {wanted or [2, 3]}"
+        )
+    if space.shared_cell:
+        raise ConfigError(
+            "sampler 'cellbycell' gives each cell its own architecture: "
+            "set [space] shared_cell = false"
+        )
+    if len(space.widths) > 1:
+        raise ConfigError("sampler 'cellbycell' searches one width: give [space] widths one value")
+    if space.backward:
+        raise ConfigError(
+            "sampler 'cellbycell' searches forward cells: set [space] backward = false"
+        )

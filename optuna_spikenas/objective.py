@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import optuna
 import torch
@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from optuna_spikenas.config import Config
 from optuna_spikenas.data import Dataset, batch_for_scoring, load_dataset
-from optuna_spikenas.hardware.memory import memory_report
+from optuna_spikenas.hardware.memory import MemoryReport, memory_report
 from optuna_spikenas.score import sahd_score
 from optuna_spikenas.snn.network import Macro, build_network, get_macro
 from optuna_spikenas.space import Architecture, invalid_reason, suggest_architecture
@@ -57,6 +57,20 @@ def study_macro(config: Config, dataset: Dataset) -> Macro:
     if config.space.final_pool:
         macro = replace(macro, final_pool=config.space.final_pool)
     return macro
+
+
+@dataclass(frozen=True)
+class Check:
+    """An architecture's validity and memory against the study's budget."""
+
+    reason: str | None  # why it is invalid, or None
+    report: MemoryReport | None
+    budget_bits: int | None
+    excess: float | None  # (memory - budget) / budget; feasible when <= 0
+
+    @property
+    def feasible(self) -> bool:
+        return self.reason is None and (self.excess is None or self.excess <= 0)
 
 
 class SpikeNASObjective:
@@ -101,31 +115,40 @@ class SpikeNASObjective:
         trial.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
         return score
 
-    def _record_constraints(self, trial: optuna.Trial, arch: Architecture) -> bool:
-        """Set the constraints and their user attributes; True when the candidate is feasible."""
+    def check(self, arch: Architecture) -> Check:
+        """Validity and memory of ``arch``, computed analytically (no network is built)."""
         reason = invalid_reason(arch, self.space)
         try:
             report = memory_report(arch, self.macro, self.config.budget.weight_bits)
         except ValueError as err:  # images too small for this many cells
             report, reason = None, reason or str(err)
-        trial.set_constraint("valid", 0.0 if reason is None else 1.0)
-        trial.set_user_attr("constraint_valid", 0.0 if reason is None else 1.0)
-        if reason is not None:
-            trial.set_user_attr("invalid_reason", reason)
-        feasible = reason is None
         budget = self.config.budget.memory_bits
-        if report is not None:
-            trial.set_user_attr("parameters", report.parameters)
-            trial.set_user_attr("memory_bits", report.memory_bits)
-            trial.set_user_attr("weight_bits", report.weight_bits)
+        excess = None
         if budget is not None:
             excess = 1.0 if report is None else (report.memory_bits - budget) / budget
-            trial.set_constraint("memory", excess)
-            trial.set_user_attr("constraint_memory", excess)
-            trial.set_user_attr("memory_budget_bits", budget)
-            feasible = feasible and excess <= 0
-        trial.set_user_attr("feasible", feasible)
-        return feasible
+        return Check(reason, report, budget, excess)
+
+    def fits_budget(self, arch: Architecture) -> bool:
+        """True when ``arch`` is valid and within the memory budget (for samplers)."""
+        return self.check(arch).feasible
+
+    def _record_constraints(self, trial: optuna.Trial, arch: Architecture) -> bool:
+        """Set the constraints and their user attributes; True when the candidate is feasible."""
+        check = self.check(arch)
+        trial.set_constraint("valid", 0.0 if check.reason is None else 1.0)
+        trial.set_user_attr("constraint_valid", 0.0 if check.reason is None else 1.0)
+        if check.reason is not None:
+            trial.set_user_attr("invalid_reason", check.reason)
+        if check.report is not None:
+            trial.set_user_attr("parameters", check.report.parameters)
+            trial.set_user_attr("memory_bits", check.report.memory_bits)
+            trial.set_user_attr("weight_bits", check.report.weight_bits)
+        if check.excess is not None:
+            trial.set_constraint("memory", check.excess)
+            trial.set_user_attr("constraint_memory", check.excess)
+            trial.set_user_attr("memory_budget_bits", check.budget_bits)
+        trial.set_user_attr("feasible", check.feasible)
+        return check.feasible
 
     def build(self, arch: Architecture) -> torch.nn.Module:
         seed = candidate_seed(self.config.seed, arch)

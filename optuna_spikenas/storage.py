@@ -19,9 +19,15 @@ class StorageError(ValueError):
     """The storage or study cannot be opened; the message says what to do."""
 
 
-def open_storage(url: str, storage_class: str | None = None) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, storage_class: str | None = None, heartbeat_seconds: int | None = 10
+) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL as ``optuna`` CLI accepts it: an RDB URL, a journal file
-    path, or a Redis URL; ``storage_class`` names the class when the URL alone is ambiguous."""
+    path, or a Redis URL; ``storage_class`` names the class when the URL alone is ambiguous.
+
+    RDB storages get a heartbeat every ``heartbeat_seconds``: a trial whose worker died (killed,
+    machine lost) is marked failed after two missed beats, and its candidate is tried again.
+    """
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise StorageError(
             f"unknown storage class {storage_class!r}; known: {', '.join(STORAGE_CLASSES)}"
@@ -49,6 +55,10 @@ def open_storage(url: str, storage_class: str | None = None) -> optuna.storages.
             "journal file"
         )
     try:
+        if heartbeat_seconds:
+            return RDBStorage(
+                url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds
+            )
         return RDBStorage(url)
     except Exception as err:  # SQLAlchemy reports bad URLs and unreachable servers variously
         raise StorageError(f"cannot open storage {redact(url)}: {type(err).__name__}") from None

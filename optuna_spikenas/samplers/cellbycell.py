@@ -1,0 +1,350 @@
+"""SpikeNAS's fast memory-aware search: a pruned op set, searched one cell at a time.
+
+The search runs in phases k = 2 ... max_cells. Its candidates are the valid cells over the pruned
+op set (``{skip, conv3x3}``: 2^6 = 64), one per canonical form. In phase 2 a candidate fills
+cells 1 and 2; in phase k > 2 cells 1 ... k-1 keep the cells already chosen and the candidate
+fills cell k. A candidate whose network would exceed the memory budget is dropped before the
+phase starts, so it is never built, scored or even proposed. When every candidate of a phase has
+been scored, the best-scoring one is fixed and the network grows by one cell, while the budget
+allows and until ``max_cells``.
+
+Storage is the only state. Trial numbers are handed out by the storage, one per trial, and slot
+``n`` of the search (the n-th candidate, counting phase after phase) belongs to trial ``n``, so
+several workers sharing a study never propose the same candidate. A trial whose slot lies in a
+phase that cannot be planned yet (the previous phase still has trials running in other workers)
+waits for it. A slot left without a result (its trial failed, or its worker died and the
+heartbeat marked it failed) is taken over by the next trial that would otherwise wait, so a
+killed run that is restarted finishes with the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_spikenas.space import (
+    OPS,
+    Architecture,
+    Cell,
+    SearchSpace,
+    architecture_params,
+    enumerate_cells,
+    op_code,
+)
+
+_logger = logging.getLogger(__name__)
+
+SLOT_KEY = "cellbycell:slot"
+PARAMS_KEY = "cellbycell:params"
+MAX_FAILURES = 2
+"""A slot whose candidate failed this often is given up (a broken candidate must not loop)."""
+
+
+def candidate_cells(ops: Sequence[str | int]) -> list[Cell]:
+    """The valid cells over ``ops``, one per canonical form, in a fixed order."""
+    codes = sorted({op_code(op) for op in ops})
+    unique = {cell.canonical() for cell in enumerate_cells(codes) if cell.is_valid()}
+    return sorted(unique, key=str)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Phase ``k``: slots ``start .. start + len(candidates) - 1`` try ``candidates`` as cell k
+    (as cells 1 and 2 when k = 2) after the cells already chosen in ``prefix``."""
+
+    k: int
+    start: int
+    prefix: tuple[Cell, ...]
+    candidates: tuple[Cell, ...]
+    width: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.candidates)
+
+    def architecture(self, slot: int) -> Architecture:
+        cell = self.candidates[slot - self.start]
+        cells = (cell, cell) if self.k == 2 else (*self.prefix, cell)
+        return Architecture(cells, self.width)
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """What the trials in storage say: the phases planned so far, and whether the search is
+    complete (no phase can follow the last one) or waits on the last one."""
+
+    phases: tuple[Phase, ...]
+    complete: bool
+    winners: tuple[int, ...]  # the winning slot of each finished phase
+    settled: int = 0  # slots of the last phase with a result
+
+    def phase_of(self, slot: int) -> Phase | None:
+        for phase in self.phases:
+            if phase.start <= slot < phase.end:
+                return phase
+        return None
+
+    @property
+    def current(self) -> Phase | None:
+        """The last planned phase (the one still running when the search is not complete)."""
+        return self.phases[-1] if self.phases else None
+
+
+class CellByCellSampler(BaseSampler):
+    """SpikeNAS's cell-by-cell search as an Optuna sampler.
+
+    It proposes values for the parameters of :func:`optuna_spikenas.space.suggest_architecture`
+    over a space with per-cell architectures (``shared_cell=False``), ``num_cells`` searched over
+    ``2 .. max_cells`` and one width, always using only the pruned ``ops``; every other sampler
+    sees the same full-op parameters.
+
+    Example::
+
+        sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=4, width=16,
+                                    fits_budget=lambda arch: params(arch) <= 1_200_000)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(objective)           # stops by itself when the search is complete
+        best = sampler.result(study)        # the grown network's trial
+
+    Args:
+        ops: The pruned op set (names or codes).
+        max_cells: The largest number of cells the network may grow to.
+        width: Channels of the first cell.
+        fits_budget: True when an architecture fits the memory budget (analytic, no network).
+        poll_seconds: How often a waiting trial looks at the storage again.
+    """
+
+    def __init__(
+        self,
+        ops: Sequence[str | int] = ("skip", "conv3x3"),
+        max_cells: int = 4,
+        width: int = 16,
+        fits_budget: Callable[[Architecture], bool] | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        if max_cells < 2:
+            raise ValueError("max_cells must be at least 2: the search starts with two cells")
+        self.ops = tuple(OPS[op_code(op)] for op in ops)
+        self.max_cells = max_cells
+        self.width = width
+        self.fits_budget = fits_budget or (lambda arch: True)
+        self.poll_seconds = poll_seconds
+        self.space = SearchSpace(
+            num_cells=tuple(range(2, max_cells + 1)), widths=(width,), shared_cell=False
+        )
+        self.cells = tuple(candidate_cells(self.ops))
+        self._fallback = RandomSampler()
+
+    # --- what the storage says -------------------------------------------------------------
+
+    def state(self, study: Study, finishing: FrozenTrial | None = None) -> SearchState:
+        """Plan the phases from the trials in storage, as far as their results allow.
+        ``finishing`` is a trial whose result Optuna has not written to storage yet."""
+        trials = study.get_trials(deepcopy=False)
+        if finishing is not None:
+            trials = [finishing if t.number == finishing.number else t for t in trials]
+        attempts = _attempts_by_slot(trials)
+        phases: list[Phase] = []
+        winners: list[int] = []
+        prefix: tuple[Cell, ...] = ()
+        start = 0
+        for k in range(2, self.max_cells + 1):
+            phase = self._plan_phase(k, start, prefix)
+            if not phase.candidates:
+                break
+            phases.append(phase)
+            settled = sum(_is_settled(attempts.get(s, [])) for s in range(phase.start, phase.end))
+            if settled < len(phase.candidates):
+                return SearchState(tuple(phases), False, tuple(winners), settled)
+            winner = _best_slot(attempts, range(phase.start, phase.end))
+            if winner is None:  # nothing in this phase was scored: it cannot grow further
+                break
+            winners.append(winner)
+            chosen = phase.candidates[winner - phase.start]
+            prefix = (chosen, chosen) if k == 2 else (*prefix, chosen)
+            start = phase.end
+        return SearchState(
+            tuple(phases), True, tuple(winners), len(phases[-1].candidates) if phases else 0
+        )
+
+    def _plan_phase(self, k: int, start: int, prefix: tuple[Cell, ...]) -> Phase:
+        phase = Phase(k, start, prefix, self.cells, self.width)
+        fitting = tuple(
+            c for i, c in enumerate(self.cells) if self.fits_budget(phase.architecture(start + i))
+        )
+        return Phase(k, start, prefix, fitting, self.width)
+
+    def is_complete(self, study: Study) -> bool:
+        """True when every phase has been scored and the network cannot grow further."""
+        return self.state(study).complete
+
+    def result(self, study: Study) -> FrozenTrial | None:
+        """The trial of the final, grown network: the winner of the last phase."""
+        state = self.state(study)
+        if not state.winners:
+            return None
+        attempts = _attempts_by_slot(study.get_trials(deepcopy=False))
+        return _best_attempt(attempts[state.winners[-1]])
+
+    # --- Optuna's sampler interface ----------------------------------------------------------
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if SLOT_KEY in trial.system_attrs or "failed_trial" in trial.system_attrs:
+            return  # a retry made by Optuna's RetryFailedTrialCallback keeps its candidate
+        if "fixed_params" in trial.system_attrs:
+            raise ValueError(
+                "CellByCellSampler proposes every candidate itself; do not enqueue trials"
+            )
+        slot, arch = self._claim(study, trial)
+        params = architecture_params(arch, self.space) if arch is not None else {}
+        study._storage.set_trial_system_attr(trial._trial_id, SLOT_KEY, slot)
+        study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
+
+    def _claim(self, study: Study, trial: FrozenTrial) -> tuple[int, Architecture | None]:
+        """The slot this trial works on and its architecture, waiting while the phase that
+        holds the trial's own slot cannot be planned yet."""
+        announced = False
+        while True:
+            state = self.state(study)
+            phase = state.phase_of(trial.number)
+            if phase is not None:
+                return trial.number, phase.architecture(trial.number)
+            current = state.current
+            if state.complete or current is None:
+                # Nothing left to search: re-propose the final network (a duplicate, free).
+                final = state.winners[-1] if state.winners else -1
+                owner = state.phase_of(final)
+                return -1, owner.architecture(final) if owner else None
+            orphan = self._orphan_slot(study, current, trial.number)
+            if orphan is not None:
+                return orphan, current.architecture(orphan)
+            if not announced:
+                _logger.info(
+                    "trial %d waits for phase %d (cell %d) to finish in other workers",
+                    trial.number,
+                    current.k,
+                    current.k,
+                )
+                announced = True
+            _fail_stale_trials(study)
+            time.sleep(self.poll_seconds)
+
+    def _orphan_slot(self, study: Study, phase: Phase, own_number: int) -> int | None:
+        """The first slot of ``phase`` that no live trial works on and that has no result."""
+        trials = [t for t in study.get_trials(deepcopy=False) if t.number != own_number]
+        attempts = _attempts_by_slot(trials)
+        for slot in range(phase.start, phase.end):
+            tried = attempts.get(slot, [])
+            # A WAITING retry (Optuna's RetryFailedTrialCallback) is not live: this trial may be
+            # the only worker left, so it takes the candidate; the retry later reuses the score.
+            live = any(t.state == TrialState.RUNNING for t in tried)
+            if not live and not _is_settled(tried):
+                return slot
+        return None
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        params = study._storage.get_trial_system_attrs(trial._trial_id).get(PARAMS_KEY, {})
+        if param_name in params:
+            return params[param_name]
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        # Optuna calls this before it stores the trial's result: count it as stored.
+        finishing = copy.copy(trial)
+        finishing.state = state
+        finishing.values = values
+        if self.state(study, finishing).complete and study._thread_local.in_optimize_loop:
+            study.stop()
+
+
+# --- reading attempts from the trials --------------------------------------------------------
+
+
+def _slot_of(trial: FrozenTrial, by_number: dict[int, FrozenTrial]) -> int:
+    """The slot a trial works on: its recorded slot, its original's for a retry, else its
+    number (a trial whose sampler has not recorded its slot yet works on its own)."""
+    seen = set()
+    while "failed_trial" in trial.system_attrs and trial.number not in seen:
+        seen.add(trial.number)
+        original = by_number.get(trial.system_attrs["failed_trial"])
+        if original is None:
+            break
+        trial = original
+    return trial.system_attrs.get(SLOT_KEY, trial.number)
+
+
+def _attempts_by_slot(trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
+    by_number = {t.number: t for t in trials}
+    attempts: dict[int, list[FrozenTrial]] = {}
+    for t in trials:
+        attempts.setdefault(_slot_of(t, by_number), []).append(t)
+    return attempts
+
+
+def _is_settled(tried: Sequence[FrozenTrial]) -> bool:
+    """A slot is settled when it has a result, or has failed too often to try again."""
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in tried):
+        return True
+    return sum(t.state == TrialState.FAIL for t in tried) >= MAX_FAILURES
+
+
+def _best_attempt(tried: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    done = [t for t in tried if t.state == TrialState.COMPLETE and t.value is not None]
+    return min(done, key=lambda t: t.number) if done else None
+
+
+def _best_slot(attempts: dict[int, list[FrozenTrial]], slots: range) -> int | None:
+    """The slot with the highest finite score; ties go to the lowest slot."""
+    best: tuple[float, int] | None = None
+    for slot in slots:
+        trial = _best_attempt(attempts.get(slot, []))
+        if trial is None or not _finite(trial.value):
+            continue
+        if best is None or trial.value > best[0]:
+            best = (trial.value, slot)
+    return None if best is None else best[1]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and value not in (float("inf"), float("-inf")) and value == value
+
+
+def _fail_stale_trials(study: Study) -> None:
+    """Let the storage's heartbeat mark trials of dead workers as failed (RDB storages with a
+    heartbeat only; elsewhere a dead worker's trial must be failed by hand)."""
+    try:
+        optuna.storages.fail_stale_trials(study)
+    except (ValueError, RuntimeError):
+        pass

@@ -1,0 +1,203 @@
+"""SpikeNAS's cell-by-cell sampler: phases, budget filtering, storage-only state, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optuna_spikenas.samplers.cellbycell import SLOT_KEY, CellByCellSampler, candidate_cells
+from optuna_spikenas.space import CONV3X3, OPS, SearchSpace, suggest_architecture
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+BIN = Path(sys.executable).parent
+
+
+def conv_count(arch) -> int:
+    return sum(cell.pruned().count_ops().get(CONV3X3, 0) for cell in arch.cells)
+
+
+def synthetic_score(arch) -> float:
+    """A deterministic stand-in score with a unique best per phase (the sampler does not care
+    what the score is, only that it is reproducible)."""
+    return float(sum((k + 1) * hash(str(c)) % 1009 for k, c in enumerate(arch.cells)))
+
+
+class Recorder:
+    """An objective over the sampler's space that records what it was asked to score."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.seen = []
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        arch = suggest_architecture(trial, self.space)
+        self.seen.append(arch)
+        return synthetic_score(arch)
+
+
+def test_candidates_are_the_64_cells_over_skip_and_conv3x3():
+    cells = candidate_cells(("skip", "conv3x3"))
+    assert len(cells) == 64
+    assert len({str(c.canonical()) for c in cells}) == 64
+    for cell in cells:
+        assert {OPS[code] for _, _, code in cell.edges()} <= {"skip", "conv3x3"}
+
+
+def test_with_zero_in_the_op_set_equivalent_cells_are_one_candidate():
+    cells = candidate_cells(("zero", "skip", "conv3x3"))
+    valid = [c for c in _all_cells(("zero", "skip", "conv3x3")) if c.is_valid()]
+    assert len(cells) == len({c.canonical() for c in valid}) < len(valid)
+
+
+def _all_cells(ops):
+    from optuna_spikenas.space import enumerate_cells, op_code
+
+    return list(enumerate_cells([op_code(o) for o in ops]))
+
+
+def test_phases_candidate_counts_budget_and_self_stop():
+    budget_convs = 7  # the grown network may hold at most 7 conv3x3 edges in total
+    checked = []
+
+    def fits(arch):
+        checked.append(arch)
+        return conv_count(arch) <= budget_convs
+
+    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=4, width=4, fits_budget=fits)
+    objective = Recorder(sampler.space)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective)  # no n_trials: the sampler ends the search
+
+    # phase 2: cells 1 and 2 share a candidate (conv count doubled), 6 + 6 > 7 dropped
+    phase2 = [a for a in objective.seen if a.num_cells == 2]
+    expected2 = [c for c in candidate_cells(("skip", "conv3x3")) if 2 * conv_count_cell(c) <= 7]
+    assert len(phase2) == len(expected2)
+    assert {str(a.cells[0]) for a in phase2} == {str(c) for c in expected2}
+    assert all(a.cells[0] == a.cells[1] for a in phase2)
+    best2 = max(phase2, key=synthetic_score)
+    phase3 = [a for a in objective.seen if a.num_cells == 3]
+    assert phase3 and all(a.cells[:2] == best2.cells for a in phase3)
+    left = budget_convs - conv_count(best2)
+    pruned_cells = candidate_cells(("skip", "conv3x3"))
+    assert len(phase3) == sum(conv_count_cell(c) <= left for c in pruned_cells)
+    # every proposed architecture fits; nothing was proposed twice
+    assert all(conv_count(a) <= budget_convs for a in objective.seen)
+    assert len({str(a) for a in objective.seen}) == len(objective.seen)
+    assert sampler.is_complete(study)
+    final = sampler.result(study)
+    assert final is not None
+    assert final.params["num_cells"] == max(a.num_cells for a in objective.seen)
+    assert len(study.trials) == len(objective.seen)  # stopped at once, no extra trial
+
+
+def conv_count_cell(cell) -> int:
+    return cell.pruned().count_ops().get(CONV3X3, 0)
+
+
+def test_ask_tell_loop_ends_cleanly():
+    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=2, width=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    objective = Recorder(sampler.space)
+    steps = 0
+    while not sampler.is_complete(study):
+        trial = study.ask()
+        study.tell(trial, objective(trial))
+        steps += 1
+        assert steps <= 64
+    assert steps == 64
+    # asking again after the end re-proposes the final network instead of failing
+    trial = study.ask()
+    arch = suggest_architecture(trial, sampler.space)
+    assert str(arch) == sampler.result(study).user_attrs.get("architecture", str(arch))
+
+
+TINY_CELL_BY_CELL = """
+seed = 2
+[dataset]
+name = "digits"
+[space]
+macro = "light"
+num_cells = [2, 3]
+widths = [4]
+shared_cell = false
+[score]
+batch_size = 16
+repeats = 1
+timesteps = 2
+[budget]
+max_parameters = 5000
+[search]
+sampler = "cellbycell"
+"""
+
+
+def optimize_command(url: str, config: Path, *extra: str) -> list[str]:
+    return [str(BIN / "optuna-spikenas"), "optimize", "--storage", url, "--study-name", "s",
+            "--config", str(config), "--threads", "1", "--quiet", *extra]
+
+
+def make_study(tmp_path: Path, name: str) -> tuple[str, Path]:
+    url = f"sqlite:///{tmp_path / name}"
+    optuna.create_study(storage=url, study_name="s", direction="maximize")
+    config = tmp_path / "cbc.toml"
+    config.write_text(TINY_CELL_BY_CELL)
+    return url, config
+
+
+def final_of(url: str) -> tuple[str, float, list]:
+    study = optuna.load_study(study_name="s", storage=url)
+    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=3, width=4)
+    final = sampler.result(study)
+    return final.user_attrs["architecture"], final.value, study.get_trials(deepcopy=False)
+
+
+@pytest.fixture(scope="module")
+def one_worker_result(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("one")
+    url, config = make_study(tmp_path, "one.db")
+    subprocess.run(optimize_command(url, config), check=True, capture_output=True)
+    return final_of(url)
+
+
+def test_four_workers_score_no_candidate_twice_and_agree_with_one(tmp_path, one_worker_result):
+    url, config = make_study(tmp_path, "four.db")
+    workers = [subprocess.Popen(optimize_command(url, config), stderr=subprocess.PIPE)
+               for _ in range(4)]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read().decode()
+    arch, score, trials = final_of(url)
+    assert (arch, score) == one_worker_result[:2]
+    scored = [t for t in trials if t.state.is_finished() and "duplicate_of" not in t.user_attrs]
+    keys = [t.user_attrs["canonical"] for t in scored if t.user_attrs.get("feasible")]
+    assert len(keys) == len(set(keys))  # no candidate scored twice
+    slots = [t.system_attrs[SLOT_KEY] for t in scored if t.system_attrs[SLOT_KEY] >= 0]
+    assert sorted(slots) == list(range(len(slots)))  # every slot exactly once
+    assert len(slots) == len([t for t in one_worker_result[2] if t.system_attrs[SLOT_KEY] >= 0])
+
+
+def test_killed_and_restarted_run_ends_with_the_uninterrupted_result(tmp_path, one_worker_result):
+    url, config = make_study(tmp_path, "killed.db")
+    first = subprocess.Popen(optimize_command(url, config, "--heartbeat", "1"))
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = [t for t in optuna.load_study(study_name="s", storage=url).trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) >= 10:
+            break
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    restarted = subprocess.run(optimize_command(url, config, "--heartbeat", "1"),
+                               capture_output=True, text=True, timeout=600)
+    assert restarted.returncode == 0, restarted.stderr
+    arch, score, trials = final_of(url)
+    assert (arch, score) == one_worker_result[:2]
+    states = {t.state for t in trials}
+    assert optuna.trial.TrialState.RUNNING not in states
