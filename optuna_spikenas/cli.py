@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import replace
 
 import optuna
@@ -65,6 +66,11 @@ def with_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.device is not None:
         config = replace(config, score=replace(config.score, device=args.device))
     validate(config)
+    if search.sampler != "cellbycell" and search.n_trials is None and search.timeout is None:
+        raise UsageError(
+            f"sampler {search.sampler!r} never stops by itself: give [search] n_trials or "
+            "timeout, or --n-trials / --timeout"
+        )
     return config
 
 
@@ -299,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Heartbeats are "experimental" in Optuna; they are on by design here, so don't warn.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -223,8 +223,6 @@ def validate(config: Config) -> None:
         _one_of("[search] ops", op, OPS)
     if config.search.sampler == "cellbycell":
         _check_cell_by_cell(config)
-    elif config.search.n_trials is None and config.search.timeout is None:
-        raise ConfigError(f"[search] sampler {config.search.sampler!r} needs n_trials or timeout")
     if config.budget.weight_bits > 64:
         raise ConfigError("[budget] weight_bits must be between 1 and 64")
 

@@ -191,15 +191,16 @@ def train_network(
     started = time.perf_counter()
     on_cuda = device.type == "cuda"
     with torch.random.fork_rng(devices=[device] if on_cuda else [], device_type="cuda"):
-        pass
-        if on_cuda:  # which would reseed every CUDA device outside the fork
+        # Dropout's RNG. Not torch.manual_seed: it would also reseed CUDA devices not forked.
+        torch.random.default_generator.manual_seed(seed)
+        if on_cuda:
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
         step = 0
         for epoch in range(settings.epochs):
             network.train()
             order = torch.randperm(len(train), generator=shuffle)
-            loss_sum, seen = 0.0, 0
+            loss_sum, seen = torch.zeros((), device=device), 0  # summed on device: no syncs
             for b in range(batches):
                 idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
                 images = train.images[idx].to(device)
@@ -213,11 +214,11 @@ def train_network(
                     optimizer.step()
                 finally:
                     functional.reset_net(network)
-                loss_sum += float(loss.detach()) * len(idx)
+                loss_sum += loss.detach() * len(idx)
                 seen += len(idx)
                 step += 1
             val_accuracy.append(evaluate(network, dataset.val, settings.batch_size, device))
-            train_loss.append(loss_sum / seen)
+            train_loss.append(float(loss_sum) / seen)
             if on_epoch is not None:
                 on_epoch(epoch, val_accuracy[-1], train_loss[-1])
     network.eval()

@@ -139,20 +139,29 @@ sampler = "cellbycell"
 
 
 def optimize_command(url: str, config: Path, *extra: str) -> list[str]:
-    return [str(BIN / "optuna-spikenas"), "optimize", "--storage", url, "--study-name", "s",
+    storage = ["--storage", url]
+    if not url.startswith("sqlite"):
+        storage += ["--storage-class", "JournalFileBackend"]
+    return [str(BIN / "optuna-spikenas"), "optimize", *storage, "--study-name", "s",
             "--config", str(config), "--threads", "1", "--quiet", *extra]
 
 
+def storage_of(url: str):
+    if url.startswith("sqlite"):
+        return url
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+
+
 def make_study(tmp_path: Path, name: str) -> tuple[str, Path]:
-    url = f"sqlite:///{tmp_path / name}"
-    optuna.create_study(storage=url, study_name="s", direction="maximize")
+    url = f"sqlite:///{tmp_path / name}" if name.endswith(".db") else str(tmp_path / name)
+    optuna.create_study(storage=storage_of(url), study_name="s", direction="maximize")
     config = tmp_path / "cbc.toml"
     config.write_text(TINY_CELL_BY_CELL)
     return url, config
 
 
 def final_of(url: str) -> tuple[str, float, list]:
-    study = optuna.load_study(study_name="s", storage=url)
+    study = optuna.load_study(study_name="s", storage=storage_of(url))
     sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=3, width=4)
     final = sampler.result(study)
     return final.user_attrs["architecture"], final.value, study.get_trials(deepcopy=False)
@@ -166,8 +175,11 @@ def one_worker_result(tmp_path_factory):
     return final_of(url)
 
 
-def test_four_workers_score_no_candidate_twice_and_agree_with_one(tmp_path, one_worker_result):
-    url, config = make_study(tmp_path, "four.db")
+@pytest.mark.parametrize("storage", ["four.db", "four.log"], ids=["sqlite", "journal"])
+def test_four_workers_score_no_candidate_twice_and_agree_with_one(
+    tmp_path, one_worker_result, storage
+):
+    url, config = make_study(tmp_path, storage)
     workers = [subprocess.Popen(optimize_command(url, config), stderr=subprocess.PIPE)
                for _ in range(4)]
     for worker in workers:
