@@ -240,8 +240,8 @@ def cmd_analyze_ops(args: argparse.Namespace) -> int:
             f"{config.dataset.name}, scoring on {objective.device}"
         )
     analysis = op_analysis.analyze_ops(objective, args.samples, seed, settings, progress)
+    html, data = op_analysis.write_outputs(analysis, args.out)  # first: the numbers are kept
     print(op_analysis.format_table(analysis))
-    html, data = op_analysis.write_outputs(analysis, args.out)
     print(f"figure: {html}\ndata:   {data}")
     return 0
 

@@ -7,7 +7,7 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     [space]    macro, num_cells, widths, shared_cell, backward, require_direct_edge, final_pool
     [score]    kind, batch_size, repeats, timesteps, device
     [budget]   weight_bits, max_parameters | memory_megabytes
-    [search]   sampler, n_trials, timeout, ops
+    [search]   sampler, n_trials, timeout, ops, reuse_scores
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class SearchConfig:
     n_trials: int | None = None  # None: until the sampler stops (cellbycell) or the timeout
     timeout: float | None = None
     ops: tuple[str, ...] = ("skip", "conv3x3")  # cellbycell's pruned op set
+    reuse_scores: bool = True  # a canonical duplicate of a scored trial reuses its score
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,9 @@ class SpikeNASObjective:
         trial.set_user_attr("width", arch.width)
         if not self._record_constraints(trial, arch):
             return NOT_SCORED
-        previous = find_scored_duplicate(trial.study, arch.canonical_key())
+        previous = None
+        if self.config.search.reuse_scores:
+            previous = find_scored_duplicate(trial.study, arch.canonical_key())
         if previous is not None:
             trial.set_user_attr(
                 "duplicate_of", previous.user_attrs.get("duplicate_of", previous.number)
@@ -153,7 +155,7 @@ class SpikeNASObjective:
     def build(self, arch: Architecture) -> torch.nn.Module:
         seed = candidate_seed(self.config.seed, arch)
         network = build_network(arch, self.macro, self.config.score.timesteps, seed=seed)
-        return network.to(self.device)
+        return network if self.device.type == "cpu" else network.to(self.device)
 
     def score(self, arch: Architecture) -> float:
         """The training-free score of ``arch`` (deterministic for a given config)."""

@@ -62,6 +62,7 @@ from optuna_spikenas.space import (
     Architecture,
     Cell,
     SearchSpace,
+    SpaceError,
     invalid_reason,
     op_code,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "write_outputs",
 ]
 
+ZERO_NAME = OPS[ZERO]
 SPIKENAS_OPS: tuple[str, ...] = ("skip", "conv3x3")
 """The op set SpikeNAS searches after its operation analysis."""
 
@@ -315,8 +317,8 @@ def propose_ops(
     """The ops that are not removable, in ``OPS`` order; when that leaves no non-zero op, the
     non-zero op with the smallest Δ (its removal hurts most) and ``skip`` are added."""
     kept = {e.op for e in evidence if not is_removable(e, accuracy_measured, max_accuracy_drop)}
-    if not kept - {OPS[ZERO]}:
-        candidates = [e for e in evidence if e.op != OPS[ZERO] and e.diff is not None]
+    if not kept - {ZERO_NAME}:
+        candidates = [e for e in evidence if e.op != ZERO_NAME and e.diff is not None]
         if candidates:
             kept.add(min(candidates, key=lambda e: (e.diff, OPS.index(e.op))).op)
         kept.add("skip")
@@ -454,8 +456,12 @@ def _over_budget(objective: SpikeNASObjective, arch: Architecture) -> bool:
 
 
 def _check_macro(objective: SpikeNASObjective) -> None:
+    """Every num_cells of the space fits the images (else no architecture can be built)."""
     for num_cells in objective.space.num_cells:
-        objective.macro.feature_sizes(num_cells)  # raises ValueError: images too small
+        try:
+            objective.macro.feature_sizes(num_cells)
+        except ValueError as err:
+            raise SpaceError(str(err)) from None
 
 
 def analyze_ops(
@@ -619,13 +625,14 @@ def format_table(analysis: OpAnalysis) -> str:
             diff = f"{r.diff:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}]"
         acc = "-" if r.mean_accuracy is None else f"{100 * r.mean_accuracy:.1f}%"
         removable = "" if r.removed is None else ("yes" if analysis.removable[r.removed] else "no")
-        lines.append(
+        row = (
             f"{_label(r):<26} {len(r.scores):>6} {len(r.over_budget):>4} {_num(s.mean):>8} "
             f"{_num(s.median):>8} {_num(s.p90):>8} {_num(s.max):>8} "
             f"{_num(s.top_quartile_mean):>8}  {diff:<23}"
             + (f" {acc:>7}" if measured else "")
-            + f" {removable}".rstrip()
+            + f" {removable}"
         )
+        lines.append(row.rstrip())
     notes = [
         f"{analysis.samples} samples per op set (seed {analysis.seed}), "
         f"{analysis.scored_architectures} distinct networks scored in {analysis.seconds:.0f} s. "
@@ -650,6 +657,17 @@ def format_table(analysis: OpAnalysis) -> str:
         f"Proposed op set: {{{', '.join(analysis.proposed_ops)}}}; this {verdict} SpikeNAS's "
         f"{{{', '.join(SPIKENAS_OPS)}}}."
     )
+    available = analysis.proposed.available
+    if available is not None and available < analysis.samples:
+        proposal += (
+            f" The proposed set has only {available} distinct valid architecture(s) in this space"
+            + (
+                " (without zero every edge carries one of its ops)"
+                if ZERO_NAME not in analysis.proposed_ops
+                else ""
+            )
+            + ", all of them scored."
+        )
     if analysis.fallback:
         proposal += (
             " Every non-zero op was removable, so the proposal is the rule's fallback (the op "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -198,7 +199,7 @@ def test_an_architecture_shared_by_two_sets_is_scored_once(objective, monkeypatc
 
     monkeypatch.setattr(objective, "score", counting)
     lines: list[str] = []
-    analysis = analyze_ops(objective, samples=6, seed=2, progress=lines.append)
+    analysis = analyze_ops(objective, samples=6, seed=1, progress=lines.append)
     per_set = [
         set(Architecture.parse(a, 2, 4).canonical_key() for a in r.architectures)
         for r in analysis.sets
@@ -217,7 +218,7 @@ def test_an_architecture_shared_by_two_sets_is_scored_once(objective, monkeypatc
                 r.stats.top_quartile_mean - analysis.full.stats.top_quartile_mean
             )
     assert analysis.proposed.ops == analysis.proposed_ops
-    assert len(op_analysis_figure(analysis).data) == 8  # full, 5 removals, proposed
+    assert len(op_analysis_figure(analysis).data) == 7  # full, 5 removals, proposed
 
 
 def _codes(text: str) -> set[int]:
@@ -244,12 +245,13 @@ def test_over_budget_samples_are_counted_and_never_scored(objective, monkeypatch
 def test_short_training_measures_the_top_three_of_each_set(objective):
     from optuna_spikenas.train import TrainSettings
 
-    settings = TrainSettings(epochs=1, batch_size=32, max_train_batches=2, timesteps=2)
+    settings = TrainSettings(epochs=1, batch_size=64, max_train_batches=1, timesteps=2)
     analysis = analyze_ops(objective, samples=4, seed=1, train_settings=settings)
     assert analysis.accuracy_measured
     for r in analysis.sets:
         assert len(r.trained) == min(3, r.stats.count)
-        best = sorted(zip(r.scores, r.architectures, strict=True), reverse=True)[:3]
+        finite = [(s, a) for s, a in zip(r.scores, r.architectures, strict=True) if s > -np.inf]
+        best = sorted(finite, reverse=True)[:3]
         assert set(r.trained) == {a for _, a in best}
         assert all(0.0 <= acc <= 1.0 for acc in r.accuracies)
 
@@ -267,7 +269,8 @@ def test_cli_writes_a_self_contained_figure_and_round_tripping_json(tmp_path, ca
     assert "Δ top25% [95% CI]" in printed.out and "Proposed op set: {" in printed.out
     assert len(printed.err.strip().splitlines()) == 1 + 7  # header, one line per set
     html = (out / "op_analysis.html").read_text()
-    assert "cdn.plot.ly" not in html and len(html) > 1_000_000  # plotly.js embedded
+    assert "plotly.js v" in html and len(html) > 1_000_000  # plotly.js embedded: works offline
+    assert re.search(r"<script[^>]*\bsrc=", html) is None
     text = (out / "op_analysis.json").read_text()
     data = json.loads(text)
     assert json.loads(json.dumps(data, allow_nan=False)) == data
