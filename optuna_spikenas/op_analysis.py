@@ -31,11 +31,11 @@ Procedure, for the full op set F and for every op o (the set F \\ {o}):
 **Proposal rule.** An op o is *removable* when removing it does not lower the top-quartile mean
 score: the bootstrap interval of Δ includes 0 or lies above it (its upper end is ``>= 0``), and,
 when accuracy was measured, the mean accuracy without o is at most 1 point (percentage point)
-below the full set's. The proposed op set is the ops that are not removable. It is never
-without a non-zero op (no cell would be valid): if every non-zero op is removable, the proposal
-keeps the non-zero op whose removal lowers the top-quartile mean the most (smallest Δ) and
-``skip``. The proposed set is then sampled and scored like the others and compared with
-SpikeNAS's {skip, conv3x3}.
+below the full set's. The proposed op set is the ops that are not removable. A set that leaves
+fewer than 32 distinct valid cells has nothing to search (``{conv3x3}`` alone is one cell), so
+then the removable ops are added back, the one whose removal lowers the top-quartile mean most
+first, until 32 cells are reached. The proposed set is then sampled and scored like the others
+and compared with SpikeNAS's {skip, conv3x3}.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from optuna_spikenas.space import (
     Cell,
     SearchSpace,
     SpaceError,
+    distinct_cells,
     invalid_reason,
     op_code,
 )
@@ -309,19 +310,29 @@ def is_removable(
     return True
 
 
+MIN_CELLS = 32
+"""A proposed op set must leave at least this many distinct cells to search."""
+
+
 def propose_ops(
     evidence: Sequence[RemovalEvidence],
     accuracy_measured: bool = False,
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    min_cells: int = MIN_CELLS,
 ) -> tuple[str, ...]:
-    """The ops that are not removable, in ``OPS`` order; when that leaves no non-zero op, the
-    non-zero op with the smallest Δ (its removal hurts most) and ``skip`` are added."""
+    """The ops that are not removable, in ``OPS`` order. When those leave fewer than
+    ``min_cells`` distinct valid cells (too few to search), the removable ops are added back
+    one at a time, the one whose removal lowers the top-quartile mean most (smallest Δ) first,
+    until they do."""
     kept = {e.op for e in evidence if not is_removable(e, accuracy_measured, max_accuracy_drop)}
-    if not kept - {ZERO_NAME}:
-        candidates = [e for e in evidence if e.op != ZERO_NAME and e.diff is not None]
-        if candidates:
-            kept.add(min(candidates, key=lambda e: (e.diff, OPS.index(e.op))).op)
-        kept.add("skip")
+    by_harm = sorted(
+        (e for e in evidence if e.op not in kept and e.diff is not None),
+        key=lambda e: (e.diff, OPS.index(e.op)),
+    )
+    for e in by_harm:
+        if len(distinct_cells(tuple(kept))) >= min_cells:
+            break
+        kept.add(e.op)
     return tuple(op for op in OPS if op in kept)
 
 
@@ -393,7 +404,7 @@ class OpAnalysis:
     proposed_ops: tuple[str, ...]
     proposed: OpSetResult
     accuracy_measured: bool
-    fallback: bool  # every non-zero op was removable: the proposal is the rule's fallback
+    fallback: bool  # removable ops were added back: the non-removable ones left too few cells
     scored_architectures: int  # networks scored (after the cache)
     seconds: float
     rule: str = field(default=RULE)
@@ -670,8 +681,9 @@ def format_table(analysis: OpAnalysis) -> str:
         )
     if analysis.fallback:
         proposal += (
-            " Every non-zero op was removable, so the proposal is the rule's fallback (the op "
-            "whose removal lowers the top-quartile mean most, and skip), not a finding."
+            f" The ops that are not removable leave fewer than {MIN_CELLS} distinct cells, so the "
+            "removable ops whose removal lowers the top-quartile mean most were added back until "
+            "they do."
         )
     notes.append(proposal)
     wrapped = [textwrap.fill(n, width=100, subsequent_indent="  ") for n in notes]

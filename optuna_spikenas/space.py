@@ -230,6 +230,14 @@ def enumerate_cells(ops: Sequence[int] = tuple(range(len(OPS))), backward: bool 
             yield Cell.from_edges(fwd, bwd)
 
 
+def distinct_cells(ops: Sequence[str | int]) -> list[Cell]:
+    """The valid cells over ``ops``, one per canonical form, in a fixed order (64 over
+    {skip, conv3x3})."""
+    codes = sorted({op_code(op) for op in ops})
+    unique = {cell.canonical() for cell in enumerate_cells(codes) if cell.is_valid()}
+    return sorted(unique, key=str)
+
+
 # --- Optuna parameters ---------------------------------------------------------------------
 
 

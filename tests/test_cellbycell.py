@@ -12,8 +12,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_spikenas.samplers.cellbycell import SLOT_KEY, CellByCellSampler, candidate_cells
+from optuna_spikenas.samplers.cellbycell import SLOT_KEY, CellByCellSampler
 from optuna_spikenas.space import CONV3X3, OPS, SearchSpace, suggest_architecture
+from optuna_spikenas.space import distinct_cells as candidate_cells
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 BIN = Path(sys.executable).parent

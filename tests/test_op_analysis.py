@@ -171,19 +171,34 @@ def test_rule_proposes_the_ops_that_are_not_removable():
     assert propose_ops(with_accuracy, accuracy_measured=True) == ("skip", "conv1x1", "conv3x3")
 
 
-def test_rule_never_proposes_a_set_without_a_non_zero_op():
+def test_rule_adds_ops_back_in_order_of_harm_until_there_is_something_to_search():
+    from optuna_spikenas.space import distinct_cells
+
+    only_conv3x3 = [  # the measured situation: only conv3x3 is not removable
+        evidence("zero", -1.1, 2.7),
+        evidence("skip", 0.1, 3.9),
+        evidence("conv1x1", -4.0, 2.7),
+        evidence("conv3x3", -6.4, -1.8),
+        evidence("avgpool3x3", 0.5, 5.2),
+    ]
+    # {conv3x3} is one cell; conv1x1 (smallest diff among the removable) makes it 64
+    assert len(distinct_cells(("conv3x3",))) == 1
+    assert propose_ops(only_conv3x3) == ("conv1x1", "conv3x3")
     everything = [
-        evidence("zero", -2.0, 0.5),  # zero has the smallest diff but is not a usable cell
+        evidence("zero", -2.0, 0.5),
         evidence("skip", 0.3, 1.0),
         evidence("conv1x1", 0.1, 0.9),
         evidence("conv3x3", -0.7, 0.2),
         evidence("avgpool3x3", 0.5, 1.2),
     ]
-    assert propose_ops(everything) == ("skip", "conv3x3")
-    only_zero_kept = [evidence("zero", -2.0, -1.0), *everything[1:]]
-    assert propose_ops(only_zero_kept) == ("zero", "skip", "conv3x3")
-    skip_best = [evidence(e.op, 5.0 if e.op != "skip" else -1.0, 6.0) for e in everything]
-    assert propose_ops(skip_best) == ("skip",)
+    proposed = propose_ops(everything)
+    assert len(distinct_cells(proposed)) >= 32
+    # a minimal prefix of the harm order zero, conv3x3, conv1x1, skip, avgpool3x3
+    order = ["zero", "conv3x3", "conv1x1", "skip", "avgpool3x3"]
+    prefix = order[: len(proposed)]
+    assert set(proposed) == set(prefix)
+    assert len(distinct_cells(tuple(prefix[:-1]))) < 32
+    assert propose_ops(everything, min_cells=1) == ("zero", "conv3x3")
 
 
 # --- the analysis --------------------------------------------------------------------------

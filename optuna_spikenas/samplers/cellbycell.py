@@ -38,7 +38,7 @@ from optuna_spikenas.space import (
     Cell,
     SearchSpace,
     architecture_params,
-    enumerate_cells,
+    distinct_cells,
     op_code,
 )
 
@@ -48,13 +48,6 @@ SLOT_KEY = "cellbycell:slot"
 PARAMS_KEY = "cellbycell:params"
 MAX_FAILURES = 2
 """A slot whose candidate failed this often is given up (a broken candidate must not loop)."""
-
-
-def candidate_cells(ops: Sequence[str | int]) -> list[Cell]:
-    """The valid cells over ``ops``, one per canonical form, in a fixed order."""
-    codes = sorted({op_code(op) for op in ops})
-    unique = {cell.canonical() for cell in enumerate_cells(codes) if cell.is_valid()}
-    return sorted(unique, key=str)
 
 
 @dataclass(frozen=True)
@@ -142,7 +135,7 @@ class CellByCellSampler(BaseSampler):
         self.space = SearchSpace(
             num_cells=tuple(range(2, max_cells + 1)), widths=(width,), shared_cell=False
         )
-        self.cells = tuple(candidate_cells(self.ops))
+        self.cells = tuple(distinct_cells(self.ops))
         self._fallback = RandomSampler()
 
     # --- what the storage says -------------------------------------------------------------
