@@ -102,8 +102,8 @@ RULE = (
     "an op is removable when removing it does not lower the top-quartile mean score (the "
     "bootstrap 95% interval of the difference includes 0 or is above 0) and, when accuracy was "
     "measured, does not lower the mean validation accuracy by more than 1 point; the proposed "
-    "op set is the ops that are not removable (if no non-zero op is left: the non-zero op whose "
-    "removal lowers the top-quartile mean most, and skip)"
+    "op set is the ops that are not removable, plus, while they leave fewer than 32 distinct "
+    "cells, the removable ops whose removal lowers the top-quartile mean most"
 )
 MAX_ACCURACY_DROP = 1.0
 """Percentage points of mean validation accuracy an op's removal may cost and stay removable."""
