@@ -44,8 +44,6 @@ def make_sampler(name: str, seed: int, objective=None) -> optuna.samplers.BaseSa
             seed=seed, population_size=20, mutation_prob=None, crossover_prob=0.9
         )
     if name == "cellbycell":
-        from optuna_spikenas.samplers import CellByCellSampler
-
         space = objective.space
         return CellByCellSampler(
             ops=objective.config.search.ops,
@@ -92,6 +90,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     objective = SpikeNASObjective(config)
     study.sampler = make_sampler(search.sampler, seed, objective)
+    if isinstance(study.sampler, CellByCellSampler) and study.sampler.foreign_trials(study):
+        raise UsageError(
+            f"study {args.study_name!r} already has trials made by another sampler; the "
+            "cell-by-cell search needs a study of its own (`optuna create-study` a new one)"
+        )
     if not args.quiet:
         budget = f"{search.n_trials} trials" if search.n_trials else "until the search ends"
         print(

@@ -214,3 +214,16 @@ def test_killed_and_restarted_run_ends_with_the_uninterrupted_result(tmp_path, o
     assert (arch, score) == one_worker_result[:2]
     states = {t.state for t in trials}
     assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_a_study_with_other_samplers_trials_is_refused(tmp_path):
+    url, config = make_study(tmp_path, "mixed.db")
+    study = optuna.load_study(study_name="s", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    result = subprocess.run(optimize_command(url, config), capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "study of its own" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 2
+    sampler = CellByCellSampler(max_cells=2, width=4)
+    with pytest.raises(ValueError, match="study of its own"):
+        optuna.load_study(study_name="s", storage=url, sampler=sampler).ask()

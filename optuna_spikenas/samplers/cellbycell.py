@@ -177,6 +177,18 @@ class CellByCellSampler(BaseSampler):
         )
         return Phase(k, start, prefix, fitting, self.width)
 
+    def foreign_trials(self, study: Study) -> list[int]:
+        """Numbers of trials with a result that this sampler did not make (it needs a study of
+        its own: trial numbers are its slots). A failed trial never counts: it may be one of
+        ours whose worker died before recording its slot."""
+        return [
+            t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and SLOT_KEY not in t.system_attrs
+            and "failed_trial" not in t.system_attrs
+        ]
+
     def is_complete(self, study: Study) -> bool:
         """True when every phase has been scored and the network cannot grow further."""
         return self.state(study).complete
@@ -194,9 +206,10 @@ class CellByCellSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if SLOT_KEY in trial.system_attrs or "failed_trial" in trial.system_attrs:
             return  # a retry made by Optuna's RetryFailedTrialCallback keeps its candidate
-        if "fixed_params" in trial.system_attrs:
+        if "fixed_params" in trial.system_attrs or self.foreign_trials(study):
             raise ValueError(
-                "CellByCellSampler proposes every candidate itself; do not enqueue trials"
+                "CellByCellSampler needs a study of its own, and proposes every candidate "
+                "itself: do not enqueue trials or mix samplers in its study"
             )
         slot, arch = self._claim(study, trial)
         params = architecture_params(arch, self.space) if arch is not None else {}
