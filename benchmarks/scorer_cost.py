@@ -66,6 +66,7 @@ import torch
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
+from machine_load import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
 from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas import score as score_module  # noqa: E402
@@ -400,21 +401,6 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy (all processes), from ``/proc/stat``."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    except (OSError, ValueError):
-        return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 @dataclass

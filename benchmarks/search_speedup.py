@@ -51,6 +51,7 @@ from typing import Any
 
 import optuna
 import torch
+from machine_load import busy_cpu_seconds, own_cpu_seconds
 
 from optuna_spikenas.cli import make_sampler
 from optuna_spikenas.config import config_from_dict, load_config
@@ -79,21 +80,6 @@ def log(message: str) -> None:
 
 
 # --- machine load ----------------------------------------------------------------------------
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy, from ``/proc/stat`` (Linux only)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields)
-    except (OSError, ValueError):
-        return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 class Probe:
