@@ -19,7 +19,7 @@ and energy):
   latency, energy, memory, budgets broken), then trained briefly with 8-bit weights for 3 seeds;
   validation accuracy with 8-bit weights and, on the same trained weights, with float weights
   (what the quantization costs). The test split is never used.
-* Optuna's TPE, NSGA-II and random samplers (``cli.make_sampler``) under the same four budgets
+* Optuna's TPE, NSGA-II and random samplers (``samplers.make_sampler``) under the same four budgets
   (same objective; infeasible trials return -inf and record their constraints with
   ``trial.set_constraint``, which Optuna 5's TPE and NSGA-II read without a ``constraints_func``),
   each given as many trials as the hardware-aware search used, for ``--sampler-seeds`` seeds.
@@ -51,10 +51,10 @@ import optuna
 import search_speedup as ss
 import torch
 
-from optuna_spikenas.cli import make_sampler
 from optuna_spikenas.config import load_config
 from optuna_spikenas.objective import SpikeNASObjective
 from optuna_spikenas.quantize import float_weights
+from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.space import EDGES, Architecture, Cell, op_code
 from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
 

@@ -53,9 +53,9 @@ import optuna
 import torch
 from machine_load import Probe
 
-from optuna_spikenas.cli import make_sampler
 from optuna_spikenas.config import config_from_dict, load_config
 from optuna_spikenas.objective import SpikeNASObjective
+from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.space import EDGES, Architecture, Cell, op_code
 from optuna_spikenas.train import TrainSettings, train_architecture
 

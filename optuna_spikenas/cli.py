@@ -7,8 +7,6 @@ stderr and exit status 2; nothing is written to the study before the inputs are 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import warnings
@@ -18,51 +16,21 @@ import optuna
 
 from optuna_spikenas.config import SAMPLERS, Config, ConfigError, load_config, validate
 from optuna_spikenas.data import DatasetError
-from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError, imc_report, load_profile
-from optuna_spikenas.hardware.memory import memory_report
-from optuna_spikenas.samplers.cellbycell import CellByCellSampler
-from optuna_spikenas.samplers.evolution import AUTOSNN_SEARCH_SPACE, EvolutionarySampler
-from optuna_spikenas.snn.autosnn import (
-    AUTOSNN_MACROS,
-    AutoSNNArchitecture,
-    autosnn_parameters,
-)
-from optuna_spikenas.snn.network import MACROS, get_macro
-from optuna_spikenas.space import Architecture, SpaceError
+from optuna_spikenas.describe import UsageError, describe
+from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError
+from optuna_spikenas.samplers import CellByCellSampler, make_sampler
+from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
+from optuna_spikenas.snn.network import MACROS
+from optuna_spikenas.space import SpaceError
 from optuna_spikenas.storage import STORAGE_CLASSES, StorageError, load_study, open_storage
+from optuna_spikenas.summary import (
+    PhaseProgress,
+    print_cell_by_cell_result,
+    print_summary,
+    progress_line,
+)
 
 USER_ERRORS = (ConfigError, DatasetError, HardwareProfileError, SpaceError, StorageError)
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used."""
-
-
-def make_sampler(name: str, seed: int, objective=None) -> optuna.samplers.BaseSampler:
-    """Optuna's samplers with their settings named, not left to Optuna's defaults, and ours."""
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=10, multivariate=False, constant_liar=False
-        )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(
-            seed=seed, population_size=20, mutation_prob=None, crossover_prob=0.9
-        )
-    if name == "evolution":  # AutoSNN's evolution, on AutoSNN's blocks or SNASNet's cells
-        if objective is None or objective.config.is_autosnn:
-            return EvolutionarySampler(AUTOSNN_SEARCH_SPACE, seed=seed)
-        return EvolutionarySampler.for_cell_space(objective.space, seed=seed)
-    if name == "cellbycell":
-        space = objective.space
-        return CellByCellSampler(
-            ops=objective.config.search.ops,
-            max_cells=space.max_cells,
-            width=space.widths[0],
-            fits_budget=objective.fits_budget,
-        )
-    raise UsageError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
 def with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -138,200 +106,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if isinstance(study.sampler, CellByCellSampler):
         print_cell_by_cell_result(study, study.sampler)
     return 0
-
-
-def progress_line(message: str) -> None:
-    """A line on stderr that does not break Optuna's progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
-
-
-def first_value(trial: optuna.trial.FrozenTrial) -> float | None:
-    """The trial's first objective (the score, or the accuracy alone), if it has values."""
-    return trial.values[0] if trial.values else None
-
-
-class PhaseProgress:
-    """One status line for the cell-by-cell search, rewritten after each trial."""
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state = study.sampler.state(study)
-        phase = state.current
-        if phase is None:
-            return
-        trials = study.get_trials(deepcopy=False)
-        scores = [first_value(t) for t in trials if _finite(first_value(t))]
-        best = f", best score {max(scores):.4f}" if scores else ""
-        print(
-            f"\rcell {phase.k}: {state.settled}/{len(phase.candidates)} candidates{best}   ",
-            end="\n" if state.complete else "",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def print_cell_by_cell_result(study: optuna.Study, sampler: CellByCellSampler) -> None:
-    final = sampler.result(study)
-    if final is None:
-        return
-    state = sampler.state(study)
-    status = "complete" if state.complete else "not complete yet (run the command again)"
-    print(f"cell-by-cell search {status}: {len(state.winners)} cell choices fixed")
-    print(f"  grown network: trial {final.number}, score {first_value(final):.4f}")
-    print(f"  architecture   {final.user_attrs['architecture']}")
-    print(f"  parameters     {final.user_attrs['parameters']:,}")
-    if "area_mm2" in final.user_attrs:
-        print(f"  hardware       {hardware_costs(final.user_attrs)}")
-
-
-def hardware_costs(attrs: dict) -> str:
-    return (
-        f"{attrs['area_mm2']:.3f} mm², {attrs['latency_ms']:.3f} ms, {attrs['energy_uj']:.3f} µJ "
-        f"per image ({attrs['hardware_profile']})"
-    )
-
-
-def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    scored = [
-        t for t in trials if t.user_attrs.get("feasible") and "duplicate_of" not in t.user_attrs
-    ]
-    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
-    infeasible = [t for t in trials if not t.user_attrs.get("feasible")]
-    print(
-        f"{len(trials)} trials: {len(scored)} scored, {len(duplicates)} duplicates reused, "
-        f"{len(infeasible)} invalid or over budget"
-    )
-    pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
-    if pruned:
-        print(f"{len(pruned)} trials pruned during training")
-    feasible = [t for t in trials if t.user_attrs.get("feasible") and _finite(first_value(t))]
-    if not feasible:
-        print("no feasible architecture was found; loosen the budget or run more trials")
-        return
-    best = max(feasible, key=first_value)
-    attrs = best.user_attrs
-    if "fitness" in attrs:  # AutoSNN: the fitness, or (accuracy, spikes)
-        what = "fitness" if len(study.directions) == 1 else "accuracy"
-    else:  # the score, or the accuracy alone ([train] objectives = "accuracy")
-        what = "accuracy" if len(study.directions) == 1 and "score" in attrs else "score"
-    print(f"best trial {best.number}: {what} {first_value(best):.4f}")
-    width = f"  (width {attrs['width']})" if "width" in attrs else ""
-    print(f"  architecture  {attrs['architecture']}{width}")
-    print(
-        f"  parameters    {attrs['parameters']:,}  ({attrs['memory_bits'] / 8e6:.3f} MB at "
-        f"{attrs['weight_bits']} bits)"
-    )
-    if "area_mm2" in attrs:
-        print(f"  hardware      {hardware_costs(attrs)}")
-    if "fitness" in attrs:
-        print(
-            f"  accuracy      {attrs['accuracy']:.4f} (held-out, shared weights), "
-            f"{attrs['spikes_per_image']:,.0f} spikes per image, fitness {attrs['fitness']:.4f}"
-        )
-    if "val_accuracy" in attrs:
-        print(f"  val accuracy  {attrs['val_accuracy']:.4f}  (test {attrs['test_accuracy']:.4f})")
-    if len(study.directions) > 1:
-        front = [t for t in study.best_trials if t.user_attrs.get("feasible")]
-        print(f"  Pareto front: trials {[t.number for t in front]}")
-    command = "best-trial" if len(study.directions) == 1 else "best-trials"
-    print(f"inspect it:  optuna {command} --storage {url} --study-name {study_name}")
-    print(f"dashboard:   optuna-dashboard {url}")
-
-
-def cmd_describe(args: argparse.Namespace) -> int:
-    if args.macro in AUTOSNN_MACROS:
-        return describe_autosnn(args)
-    macro = get_macro(args.macro)
-    if args.final_pool is not None:
-        macro = replace(macro, final_pool=args.final_pool)
-    for key in ("num_classes", "in_channels", "image_size"):
-        if getattr(args, key) is not None:
-            macro = replace(macro, **{key: getattr(args, key)})
-    num_cells = args.num_cells or macro.num_cells
-    if len(args.arch.split("/")) > 1 and args.num_cells is None:
-        num_cells = len(args.arch.split("/"))
-    arch = Architecture.parse(args.arch, num_cells, args.width or macro.width)
-    try:
-        report = memory_report(arch, macro, args.weight_bits)
-        hardware = None
-        if args.hardware is not None:
-            profile = load_profile(args.hardware)
-            hardware = imc_report(arch, macro, profile, args.weight_bits, args.timesteps)
-    except HardwareProfileError as err:
-        raise UsageError(f"--hardware: {err}") from None
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    info = {
-        "macro": macro.name,
-        "architecture": str(arch),
-        "canonical": str(arch.canonical()),
-        "valid": arch.is_valid(),
-        "num_cells": arch.num_cells,
-        "width": arch.width,
-        "final_pool": macro.final_pool,
-        "input": [macro.in_channels, macro.image_size, macro.image_size],
-        "num_classes": macro.num_classes,
-        **report.as_dict(),
-    }
-    if hardware is not None:
-        info.update(hardware.as_dict())
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    layers = info.pop("layers", [])
-    for key, value in info.items():
-        print(f"{key:18} {value}")
-    print(f"{'':18} = {report.parameters / 1e6:.2f} M parameters")
-    if layers:
-        print_hardware_layers(layers)
-    return 0
-
-
-def describe_autosnn(args: argparse.Namespace) -> int:
-    if args.hardware is not None:
-        raise UsageError(f"--hardware prices SNASNet cells; {args.macro} has AutoSNN blocks")
-    macro = AUTOSNN_MACROS[args.macro]
-    for key in ("num_classes", "in_channels", "image_size", "width"):
-        if getattr(args, key) is not None:
-            macro = replace(macro, **{key: getattr(args, key)})
-    arch = AutoSNNArchitecture.parse(args.arch)
-    parameters = autosnn_parameters(arch, macro)
-    info = {
-        "macro": macro.name,
-        "architecture": str(arch),
-        "width": macro.width,
-        "input": [macro.in_channels, macro.image_size, macro.image_size],
-        "num_classes": macro.num_classes,
-        "timesteps": macro.timesteps,
-        "parameters": parameters,
-        "weight_bits": args.weight_bits,
-        "memory_bits": parameters * args.weight_bits,
-        "memory_megabytes": round(parameters * args.weight_bits / 8e6, 4),
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    for key, value in info.items():
-        print(f"{key:18} {value}")
-    print(f"{'':18} = {parameters / 1e6:.2f} M parameters")
-    return 0
-
-
-def print_hardware_layers(layers: list[dict]) -> None:
-    print(f"\n{'layer':28} {'PEs':>5} {'tiles':>5} {'area mm²':>9} {'energy µJ':>10}", end="")
-    print(f" {'time ms':>8}")
-    for layer in layers:
-        print(
-            f"{layer['name']:28} {layer['pes']:5d} {layer['tiles']:5d} "
-            f"{layer['area_um2'] / 1e6:9.4f} {layer['energy_pj'] / 1e6:10.4f} "
-            f"{layer['time_ns'] / 1e6:8.4f}"
-        )
 
 
 def cmd_analyze_ops(args: argparse.Namespace) -> int:
@@ -425,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timesteps", type=int, default=5, help="timesteps per inference (with --hardware)"
     )
     desc.add_argument("--json", action="store_true")
-    desc.set_defaults(func=cmd_describe)
+    desc.set_defaults(func=describe)
 
     ops = sub.add_parser("analyze-ops", help="SpikeNAS operation analysis: which ops to prune")
     ops.add_argument("--config", required=True, help="study settings (TOML), see studies/")

@@ -8,8 +8,9 @@ import optuna
 import pytest
 
 from optuna_spikenas.autosnn_objective import AutoSNNObjective
-from optuna_spikenas.cli import main, make_sampler
+from optuna_spikenas.cli import main
 from optuna_spikenas.config import ConfigError, config_from_dict
+from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.samplers.evolution import EvolutionarySampler
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.supernet import fitness

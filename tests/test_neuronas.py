@@ -8,11 +8,11 @@ import math
 import optuna
 import pytest
 
-from optuna_spikenas.cli import make_sampler
 from optuna_spikenas.config import ConfigError, config_from_dict
 from optuna_spikenas.hardware.imc import imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.objective import NOT_SCORED, SpikeNASObjective
+from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.snn.network import get_macro
 from optuna_spikenas.space import Architecture, architecture_params

@@ -1,0 +1,114 @@
+"""What ``optimize`` prints: progress lines during the search and the summary at its end."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import optuna
+
+from optuna_spikenas.samplers.cellbycell import CellByCellSampler
+
+
+def progress_line(message: str) -> None:
+    """A line on stderr that does not break Optuna's progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def first_value(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The trial's first objective (the score, or the accuracy alone), if it has values."""
+    return trial.values[0] if trial.values else None
+
+
+class PhaseProgress:
+    """One status line for the cell-by-cell search, rewritten after each trial."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = study.sampler.state(study)
+        phase = state.current
+        if phase is None:
+            return
+        trials = study.get_trials(deepcopy=False)
+        scores = [first_value(t) for t in trials if _finite(first_value(t))]
+        best = f", best score {max(scores):.4f}" if scores else ""
+        print(
+            f"\rcell {phase.k}: {state.settled}/{len(phase.candidates)} candidates{best}   ",
+            end="\n" if state.complete else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def print_cell_by_cell_result(study: optuna.Study, sampler: CellByCellSampler) -> None:
+    final = sampler.result(study)
+    if final is None:
+        return
+    state = sampler.state(study)
+    status = "complete" if state.complete else "not complete yet (run the command again)"
+    print(f"cell-by-cell search {status}: {len(state.winners)} cell choices fixed")
+    print(f"  grown network: trial {final.number}, score {first_value(final):.4f}")
+    print(f"  architecture   {final.user_attrs['architecture']}")
+    print(f"  parameters     {final.user_attrs['parameters']:,}")
+    if "area_mm2" in final.user_attrs:
+        print(f"  hardware       {hardware_costs(final.user_attrs)}")
+
+
+def hardware_costs(attrs: dict) -> str:
+    return (
+        f"{attrs['area_mm2']:.3f} mm², {attrs['latency_ms']:.3f} ms, {attrs['energy_uj']:.3f} µJ "
+        f"per image ({attrs['hardware_profile']})"
+    )
+
+
+def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    scored = [
+        t for t in trials if t.user_attrs.get("feasible") and "duplicate_of" not in t.user_attrs
+    ]
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    infeasible = [t for t in trials if not t.user_attrs.get("feasible")]
+    print(
+        f"{len(trials)} trials: {len(scored)} scored, {len(duplicates)} duplicates reused, "
+        f"{len(infeasible)} invalid or over budget"
+    )
+    pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+    if pruned:
+        print(f"{len(pruned)} trials pruned during training")
+    feasible = [t for t in trials if t.user_attrs.get("feasible") and _finite(first_value(t))]
+    if not feasible:
+        print("no feasible architecture was found; loosen the budget or run more trials")
+        return
+    best = max(feasible, key=first_value)
+    attrs = best.user_attrs
+    if "fitness" in attrs:  # AutoSNN: the fitness, or (accuracy, spikes)
+        what = "fitness" if len(study.directions) == 1 else "accuracy"
+    else:  # the score, or the accuracy alone ([train] objectives = "accuracy")
+        what = "accuracy" if len(study.directions) == 1 and "score" in attrs else "score"
+    print(f"best trial {best.number}: {what} {first_value(best):.4f}")
+    width = f"  (width {attrs['width']})" if "width" in attrs else ""
+    print(f"  architecture  {attrs['architecture']}{width}")
+    print(
+        f"  parameters    {attrs['parameters']:,}  ({attrs['memory_bits'] / 8e6:.3f} MB at "
+        f"{attrs['weight_bits']} bits)"
+    )
+    if "area_mm2" in attrs:
+        print(f"  hardware      {hardware_costs(attrs)}")
+    if "fitness" in attrs:
+        print(
+            f"  accuracy      {attrs['accuracy']:.4f} (held-out, shared weights), "
+            f"{attrs['spikes_per_image']:,.0f} spikes per image, fitness {attrs['fitness']:.4f}"
+        )
+    if "val_accuracy" in attrs:
+        print(f"  val accuracy  {attrs['val_accuracy']:.4f}  (test {attrs['test_accuracy']:.4f})")
+    if len(study.directions) > 1:
+        front = [t for t in study.best_trials if t.user_attrs.get("feasible")]
+        print(f"  Pareto front: trials {[t.number for t in front]}")
+    command = "best-trial" if len(study.directions) == 1 else "best-trials"
+    print(f"inspect it:  optuna {command} --storage {url} --study-name {study_name}")
+    print(f"dashboard:   optuna-dashboard {url}")
