@@ -11,10 +11,12 @@ import os
 import sys
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 
 from optuna_spikenas.config import SAMPLERS, Config, ConfigError, load_config, validate
+from optuna_spikenas.dashboard import DEFAULT_HOST, artifact_dir_for
 from optuna_spikenas.data import DatasetError
 from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError
@@ -22,7 +24,13 @@ from optuna_spikenas.samplers import CellByCellSampler, make_sampler
 from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
 from optuna_spikenas.snn.network import MACROS
 from optuna_spikenas.space import SpaceError
-from optuna_spikenas.storage import STORAGE_CLASSES, StorageError, load_study, open_storage
+from optuna_spikenas.storage import (
+    STORAGE_CLASSES,
+    StorageError,
+    load_study,
+    open_storage,
+    redact,
+)
 from optuna_spikenas.summary import (
     PhaseProgress,
     print_cell_by_cell_result,
@@ -67,14 +75,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             f"need {' '.join(wanted)} (`optuna create-study ... --directions {' '.join(wanted)}`)"
         )
     log = None if args.quiet else progress_line
-    if config.is_autosnn:  # torch imports: after validation
-        from optuna_spikenas.autosnn_objective import AutoSNNObjective
+    from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
+    from optuna_spikenas.objective import make_objective  # torch imports: after validation
 
-        objective = AutoSNNObjective(config, log=log)
-    else:
-        from optuna_spikenas.objective import SpikeNASObjective
-
-        objective = SpikeNASObjective(config, log=log)
+    artifact_dir = (
+        None if args.no_artifacts else args.artifact_dir or artifact_dir_for(args.storage)
+    )
+    store = None if artifact_dir is None else open_artifact_store(artifact_dir)
+    objective = make_objective(config, log=log)
     if config.search.pruner == "median":
         study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     study.sampler = make_sampler(search.sampler, seed, objective)
@@ -93,7 +101,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study.optimize(
-            objective,
+            objective if store is None else TrialArtifacts(objective, store),
             n_trials=search.n_trials,
             timeout=search.timeout,
             show_progress_bar=not args.quiet and search.sampler != "cellbycell",
@@ -102,9 +110,93 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: every completed trial is saved in the study", file=sys.stderr)
         return 130
+    finally:
+        save_study_figures(study)  # the dashboard's study-level figures, up to date
     print_summary(study, args.storage, args.study_name)
     if isinstance(study.sampler, CellByCellSampler):
         print_cell_by_cell_result(study, study.sampler)
+    print(dashboard_hint(args.storage, artifact_dir))
+    return 0
+
+
+def dashboard_hint(storage: str, artifact_dir: str | Path | None) -> str:
+    command = f"optuna-spikenas dashboard --storage {redact(storage)}"
+    if artifact_dir is not None and Path(artifact_dir).resolve() != artifact_dir_for(storage):
+        command += f" --artifact-dir {artifact_dir}"
+    return f"dashboard:   {command}"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from optuna_spikenas.dashboard import run_dashboard
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
+    load_study_names(args.storage, args.storage_class)  # a wrong URL: one line, not a server
+    artifact_dir = args.artifact_dir or artifact_dir_for(args.storage)
+    try:
+        run_dashboard(args.storage, artifact_dir, args.port, args.host, log=progress_line)
+    except OSError as err:  # e.g. the port is taken
+        raise UsageError(
+            f"cannot serve on {args.host}:{args.port}: {err.strerror or err}"
+        ) from None
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def load_study_names(url: str, storage_class: str | None) -> list[str]:
+    storage = open_storage(url, storage_class, heartbeat_seconds=None)
+    names = optuna.get_all_study_names(storage)
+    if not names:
+        raise StorageError(
+            f"{redact(url)} has no studies yet; create one with `optuna create-study` and run "
+            "`optuna-spikenas optimize` (or `compare`) first"
+        )
+    return names
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from optuna_spikenas.compare import ComparisonPlan, run_comparison
+
+    config = load_config(args.config)
+    if args.device is not None:
+        config = replace(config, score=replace(config.score, device=args.device))
+    plan = ComparisonPlan.from_config(config, args.quick)  # validates before any work
+    out = Path(args.out or ("compare_quick" if args.quick else "compare_report"))
+    storage = args.storage or f"sqlite:///{out / 'compare.db'}"
+    if args.threads is not None:
+        torch_threads(args.threads)
+    log = None if args.quiet else progress_line
+    if log is not None:
+        log(
+            f"Comparing {', '.join(plan.samplers)} on {config.space.macro} / "
+            f"{config.dataset.name}: {len(plan.runs())} runs of {plan.budget}, seeds "
+            f"{list(plan.seeds)}"
+        )
+    artifact_dir = chosen_artifact_dir(args, storage)
+    try:
+        files = run_comparison(
+            config,
+            storage,
+            out,
+            args.quick,
+            artifact_dir,
+            log,
+            progress_bar=not args.quiet,
+            png=not args.no_png,
+        )
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished runs are kept in the storage; run the command again to "
+            "finish the others",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"report: {files.html}")
+    print(f"data:   {files.json}")
+    for png in files.pngs:
+        print(f"figure: {png}")
+    print(dashboard_hint(storage, artifact_dir))
     return 0
 
 
@@ -172,8 +264,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="seconds between RDB heartbeats; a dead worker's trial is retried after two missed",
     )
+    add_artifact_options(opt)
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
     opt.set_defaults(func=cmd_optimize)
+
+    cmp = sub.add_parser("compare", help="our sampler against TPE, NSGA-II and random, a report")
+    cmp.add_argument("--config", required=True, help="study settings with [compare], see studies/")
+    cmp.add_argument("--quick", action="store_true", help="[compare] quick_seeds/quick_n_trials")
+    cmp.add_argument(
+        "--out", default=None, help="report folder (default: compare_report, or compare_quick)"
+    )
+    cmp.add_argument(
+        "--storage", default=None, help="where the runs' studies go (default: OUT/compare.db)"
+    )
+    cmp.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    cmp.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    add_artifact_options(cmp)
+    cmp.add_argument("--no-png", action="store_true", help="no PNG figures beside the HTML")
+    cmp.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+    cmp.set_defaults(func=cmd_compare)
+
+    dash = sub.add_parser("dashboard", help="optuna-dashboard with the trials' artifacts")
+    dash.add_argument("--storage", required=True, help="the storage URL the search used")
+    dash.add_argument("--storage-class", choices=STORAGE_CLASSES, default=None)
+    dash.add_argument("--port", type=int, default=8080)
+    dash.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on (default: this machine only)"
+    )
+    dash.add_argument(
+        "--artifact-dir", default=None, help="default: STORAGE-artifacts beside the database"
+    )
+    dash.set_defaults(func=cmd_dashboard)
 
     desc = sub.add_parser("describe", help="parameters and memory of one architecture")
     desc.add_argument("--macro", required=True, choices=(*MACROS, *AUTOSNN_MACROS))
@@ -239,6 +360,24 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def add_artifact_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--artifact-dir",
+        default=None,
+        help="where trial artifacts (architecture JSON, cell diagram) go (default: "
+        "NAME-artifacts beside a SQLite or journal file, ./optuna-artifacts otherwise)",
+    )
+    parser.add_argument(
+        "--no-artifacts", action="store_true", help="do not write per-trial artifacts"
+    )
+
+
+def chosen_artifact_dir(args: argparse.Namespace, storage: str) -> str | Path | None:
+    if args.no_artifacts:
+        return None
+    return args.artifact_dir or artifact_dir_for(storage)
 
 
 def torch_threads(n: int) -> None:

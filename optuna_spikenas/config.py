@@ -13,12 +13,14 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     [supernet] epochs, batch_size, lr, timesteps, train_fraction, max_train_batches,
                eval_images, checkpoint_dir                                  (AutoSNN macros)
     [fitness]  spike_exponent, reference_spikes, objectives                 (AutoSNN macros)
+    [compare]  samplers, seeds, n_trials, timeout, quick_seeds, quick_n_trials, study_prefix
+                                                        (``optuna-spikenas compare`` only)
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,19 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class CompareConfig:
+    """``optuna-spikenas compare``: each sampler once per seed, one study each, equal budgets."""
+
+    samplers: tuple[str, ...] = ("cellbycell", "tpe", "nsga2", "random")  # ours first
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_trials: int | None = None  # trials per study (None: [search] n_trials)
+    timeout: float | None = None  # seconds per study, instead of or besides n_trials
+    quick_seeds: tuple[int, ...] = (0,)  # --quick: fewer seeds and trials
+    quick_n_trials: int = 16
+    study_prefix: str = "compare"  # studies are named PREFIX-SAMPLER-seedN
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -169,6 +184,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     @property
     def is_autosnn(self) -> bool:
@@ -208,6 +224,7 @@ _SECTIONS = {
     "search": SearchConfig,
     "supernet": SupernetConfig,
     "fitness": FitnessConfig,
+    "compare": CompareConfig,
 }
 
 
@@ -265,7 +282,8 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
         return tuple(items)
     if "tuple[int" in annotation:
         items = value if isinstance(value, list) else [value]
-        return tuple(_int(name, v, minimum=1) for v in items)
+        minimum = 0 if name.endswith("seeds") else 1
+        return tuple(_int(name, v, minimum=minimum) for v in items)
     if annotation == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -401,3 +419,32 @@ def _check_cell_by_cell(config: Config) -> None:
         raise ConfigError(
             "sampler 'cellbycell' searches forward cells: set [space] backward = false"
         )
+
+
+def validate_compare(config: Config, quick: bool = False) -> Config:
+    """Check ``[compare]`` for ``optuna-spikenas compare``: every sampler must be usable on
+    this config, as ``optimize`` would check it, and the studies need a budget."""
+    compare = config.compare
+    if not compare.samplers:
+        raise ConfigError("[compare] samplers must name at least one sampler")
+    if len(set(compare.samplers)) != len(compare.samplers):
+        raise ConfigError(f"[compare] samplers lists a sampler twice: {list(compare.samplers)}")
+    seeds = compare.quick_seeds if quick else compare.seeds
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"[compare] seeds must be distinct and at least one, got {list(seeds)}")
+    n_trials = compare.n_trials or config.search.n_trials
+    if compare.timeout is None and n_trials is None:
+        raise ConfigError("[compare] needs a budget per study: n_trials or timeout (seconds)")
+    if compare.timeout is not None and compare.timeout <= 0:
+        raise ConfigError("[compare] timeout must be positive")
+    if not compare.study_prefix or any(c in compare.study_prefix for c in " /\\"):
+        raise ConfigError(
+            f"[compare] study_prefix must be a plain name, got {compare.study_prefix!r}"
+        )
+    for name in compare.samplers:
+        _one_of("[compare] samplers", name, SAMPLERS)
+        try:
+            validate(replace(config, search=replace(config.search, sampler=name)))
+        except ConfigError as err:
+            raise ConfigError(f"[compare] sampler {name!r} cannot run this config: {err}") from None
+    return config

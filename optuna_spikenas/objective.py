@@ -333,3 +333,13 @@ def find_scored_duplicate(study: optuna.Study, canonical_key: str) -> FrozenTria
         if t.user_attrs.get("canonical") == canonical_key and t.user_attrs.get("feasible"):
             return t
     return None
+
+
+def make_objective(config: Config, log: Callable[[str], None] | None = None):
+    """The objective of ``config``: AutoSNN's super-network fitness for AutoSNN macros,
+    otherwise the SpikeNAS/NeuroNAS score (and optional training)."""
+    if config.is_autosnn:
+        from optuna_spikenas.autosnn_objective import AutoSNNObjective  # it imports this module
+
+        return AutoSNNObjective(config, log=log)
+    return SpikeNASObjective(config, log=log)

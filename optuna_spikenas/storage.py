@@ -20,13 +20,17 @@ class StorageError(ValueError):
 
 
 def open_storage(
-    url: str, storage_class: str | None = None, heartbeat_seconds: int | None = 10
+    url: str,
+    storage_class: str | None = None,
+    heartbeat_seconds: int | None = 10,
+    create: bool = False,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL as ``optuna`` CLI accepts it: an RDB URL, a journal file
     path, or a Redis URL; ``storage_class`` names the class when the URL alone is ambiguous.
 
     RDB storages get a heartbeat every ``heartbeat_seconds``: a trial whose worker died (killed,
     machine lost) is marked failed after two missed beats, and its candidate is tried again.
+    With ``create`` a missing SQLite file (and its folder) is made, as ``compare`` needs.
     """
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise StorageError(
@@ -44,7 +48,12 @@ def open_storage(
         return JournalStorage(JournalFileBackend(url))
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
-        if path and path != ":memory:" and not os.path.isfile(path):
+        if create and path and path != ":memory:":
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            except OSError as err:
+                raise StorageError(f"cannot create the folder of {path}: {err}") from None
+        elif path and path != ":memory:" and not os.path.isfile(path):
             raise StorageError(
                 f"database file {path} does not exist; create the study first with "
                 f"`optuna create-study --storage {url} --study-name NAME --direction maximize`"

@@ -111,4 +111,3 @@ def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
         print(f"  Pareto front: trials {[t.number for t in front]}")
     command = "best-trial" if len(study.directions) == 1 else "best-trials"
     print(f"inspect it:  optuna {command} --storage {url} --study-name {study_name}")
-    print(f"dashboard:   optuna-dashboard {url}")

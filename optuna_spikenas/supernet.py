@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from optuna_spikenas.data import Dataset, Split
 from optuna_spikenas.snn.autosnn import (
@@ -216,7 +218,14 @@ def train_supernet(
         supernet.train()
         order = torch.randperm(len(train), generator=rng)
         loss_sum, seen = 0.0, 0
-        for b in range(batches):
+        steps = tqdm(  # a bar within the epoch: a CPU epoch takes minutes
+            range(batches),
+            desc=f"supernet epoch {epoch + 1}/{settings.epochs}",
+            leave=False,
+            disable=progress is None,
+            file=sys.stderr,
+        )
+        for b in steps:
             idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
             target = F.one_hot(train.labels[idx], macro.num_classes).float()
             arch = sample_path(rng)

@@ -59,14 +59,49 @@ def test_optimize_runs_a_study_made_by_optuna_create_study(study_db):
     result = run(SPIKENAS, "optimize", "--storage", url, "--study-name", "s", "--config", config,
                  "--quiet")
     assert result.returncode == 0, result.stderr
-    assert "best trial" in result.stdout and "optuna-dashboard" in result.stdout
+    assert "best trial" in result.stdout
+    assert f"optuna-spikenas dashboard --storage {url}" in result.stdout
     study = optuna.load_study(study_name="s", storage=url)
     assert len(study.trials) == 12
+    artifacts = Path(url[len("sqlite:///"):]).with_name("nas-artifacts")
+    assert len(list(artifacts.iterdir())) == 2 * 12  # architecture JSON + diagram per trial
     best = run(OPTUNA, "best-trial", "--storage", url, "--study-name", "s", "-f", "json")
     shown = json.loads(best.stdout)
-    assert shown["value"] == study.best_value
+    assert shown["value"] == {"score": study.best_value}  # named by save_study_figures
     assert shown["user_attrs"]["feasible"] is True
     assert shown["user_attrs"]["memory_bits"] <= 6000 * 32
+
+
+def test_optimize_without_artifacts_writes_none(study_db, tmp_path):
+    url, config = study_db
+    assert main(["optimize", "--storage", url, "--study-name", "s", "--config", str(config),
+                 "--n-trials", "2", "--quiet", "--no-artifacts"]) == 0
+    assert not (tmp_path / "nas-artifacts").exists()
+    study = optuna.load_study(study_name="s", storage=url)
+    assert all("artifacts:" not in key for t in study.trials for key in t.system_attrs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--storage", "sqlite:///missing.db"], "does not exist"),
+        (["--port", "0"], "--port must be between 1 and 65535"),
+        (["--storage", "nonsense"], "neither a database URL"),
+    ],
+)
+def test_dashboard_bad_input_is_one_line(study_db, capsys, args, message):
+    url, _ = study_db
+    argv = ["dashboard", "--storage", url, *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_dashboard_refuses_an_empty_storage(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.storages.RDBStorage(url)  # a database with no study
+    assert main(["dashboard", "--storage", url]) == 2
+    assert "has no studies yet" in capsys.readouterr().err
 
 
 def describe_json(capsys, *args) -> dict:

@@ -1,0 +1,138 @@
+"""A found architecture as a JSON document: what to build (architecture + macro) and what was
+measured in the search. Written for every trial as a dashboard artifact; read back by
+:func:`read_architecture` to build the same network outside the study.
+
+Two kinds, told apart by ``search_space``: ``"snasnet-cells"`` (``space.Architecture`` in a
+``snn.network.Macro``) and ``"autosnn-blocks"`` (``AutoSNNArchitecture`` in an ``AutoSNNMacro``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, AutoSNNMacro
+from optuna_spikenas.snn.network import Macro
+from optuna_spikenas.space import Architecture, SpaceError
+
+FORMAT = "optuna-spikenas.architecture"
+VERSION = 1
+SNASNET_CELLS, AUTOSNN_BLOCKS = "snasnet-cells", "autosnn-blocks"
+
+MEASURED_ATTRS = (
+    "feasible",
+    "broken_budgets",
+    "parameters",
+    "memory_bits",
+    "weight_bits",
+    "score",
+    "fitness",
+    "accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "area_mm2",
+    "latency_ms",
+    "energy_uj",
+    "hardware_profile",
+    "spikes_per_image",
+    "synops_per_image",
+    "synops_energy_uj",
+    "duplicate_of",
+)
+"""Trial user attributes copied into the document's ``measured`` section when present."""
+
+
+class ArchitectureFileError(ValueError):
+    """A document that is not an architecture this version can build; the message says why."""
+
+
+def architecture_record(
+    arch: Architecture | AutoSNNArchitecture,
+    macro: Macro | AutoSNNMacro,
+    timesteps: int,
+    measured: dict[str, Any] | None = None,
+    origin: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON-safe document of ``arch`` in ``macro`` (fitted to the architecture's cells and
+    width), with ``measured`` trial attributes and ``origin`` (study, trial, dataset)."""
+    if isinstance(arch, Architecture):
+        kind = SNASNET_CELLS
+        macro = replace(macro, num_cells=arch.num_cells, width=arch.width)
+        shape = {
+            "num_cells": arch.num_cells,
+            "width": arch.width,
+            "canonical": arch.canonical_key(),
+        }
+    else:
+        kind, shape = AUTOSNN_BLOCKS, {"width": macro.width}
+    kept = {k: measured[k] for k in MEASURED_ATTRS if measured and k in measured}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "search_space": kind,
+        "architecture": str(arch),
+        **shape,
+        "timesteps": timesteps,
+        "macro": asdict(macro),
+        "measured": {k: v for k, v in kept.items() if _json_safe(v)},
+        "origin": origin or {},
+    }
+
+
+def _json_safe(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int | bool | type(None))
+
+
+def read_architecture(
+    document: dict[str, Any] | str,
+) -> tuple[Architecture | AutoSNNArchitecture, Macro | AutoSNNMacro, int]:
+    """``(architecture, macro, timesteps)`` from a document or its JSON text."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError as err:
+            raise ArchitectureFileError(f"not JSON: {err}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ArchitectureFileError(f'not an architecture document (no "format": "{FORMAT}")')
+    if document.get("version") != VERSION:
+        raise ArchitectureFileError(
+            f"architecture document version {document.get('version')!r}; this version of "
+            f"optuna-spikenas reads version {VERSION}"
+        )
+    kind = document.get("search_space")
+    macro_class = {SNASNET_CELLS: Macro, AUTOSNN_BLOCKS: AutoSNNMacro}.get(kind)
+    if macro_class is None:
+        raise ArchitectureFileError(
+            f"unknown search_space {kind!r}; known: {SNASNET_CELLS}, {AUTOSNN_BLOCKS}"
+        )
+    macro = _macro(macro_class, document.get("macro"))
+    timesteps = document.get("timesteps")
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        raise ArchitectureFileError(f"timesteps must be a positive integer, got {timesteps!r}")
+    try:
+        if kind == SNASNET_CELLS:
+            arch = Architecture.parse(str(document["architecture"]), macro.num_cells, macro.width)
+        else:
+            arch = AutoSNNArchitecture.parse(str(document["architecture"]))
+    except KeyError:
+        raise ArchitectureFileError('the document has no "architecture"') from None
+    except SpaceError as err:
+        raise ArchitectureFileError(f"architecture: {err}") from None
+    return arch, macro, timesteps
+
+
+def _macro(macro_class: type, values: Any) -> Macro | AutoSNNMacro:
+    if not isinstance(values, dict):
+        raise ArchitectureFileError('the document has no "macro" object')
+    names = {f.name for f in fields(macro_class)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ArchitectureFileError(f"macro has unknown keys: {', '.join(unknown)}")
+    try:
+        return macro_class(**values)
+    except (TypeError, ValueError) as err:
+        raise ArchitectureFileError(f"macro: {err}") from None

@@ -1,0 +1,184 @@
+"""``optuna-spikenas compare``: our sampler against Optuna's TPE, NSGA-II and random.
+
+Every sampler runs once per seed on the same objective (one dataset split, one set of scoring
+batches, the same candidate weights) with the same budget in trials or seconds; each run is a
+study of its own, named ``PREFIX-SAMPLER-seedN``, in one storage. A rerun reuses the runs that
+finished with the same budget and restarts the others from scratch (an interrupted run's wall
+time cannot be continued fairly). The studies become one HTML report (:mod:`report`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from optuna_spikenas.config import Config, validate_compare
+from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
+from optuna_spikenas.report import ReportFiles, load_run, write_report
+from optuna_spikenas.samplers import make_sampler, sampler_settings
+from optuna_spikenas.storage import open_storage
+
+DONE_ATTR = "compare_budget"
+"""Study user attribute written when a run finished: the budget it ran with."""
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    samplers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    n_trials: int | None
+    timeout: float | None
+    study_prefix: str
+
+    @classmethod
+    def from_config(cls, config: Config, quick: bool = False) -> ComparisonPlan:
+        validate_compare(config, quick)
+        compare = config.compare
+        n_trials = compare.n_trials or config.search.n_trials
+        if quick:
+            n_trials = min(n_trials or compare.quick_n_trials, compare.quick_n_trials)
+        return cls(
+            samplers=compare.samplers,
+            seeds=compare.quick_seeds if quick else compare.seeds,
+            n_trials=n_trials,
+            timeout=compare.timeout,
+            study_prefix=compare.study_prefix + ("-quick" if quick else ""),
+        )
+
+    def runs(self) -> list[tuple[str, int]]:
+        return [(sampler, seed) for sampler in self.samplers for seed in self.seeds]
+
+    def study_name(self, sampler: str, seed: int) -> str:
+        return f"{self.study_prefix}-{sampler}-seed{seed}"
+
+    @property
+    def budget(self) -> str:
+        parts = [f"{self.n_trials} trials"] if self.n_trials else []
+        parts += [f"{self.timeout:g} s"] if self.timeout else []
+        return " or ".join(parts)
+
+
+def value_name(config: Config) -> str:
+    if config.is_autosnn:
+        return "fitness" if config.fitness.objectives == "fitness" else "held-out accuracy"
+    if config.train.directions == ("maximize",) and config.train.epochs:
+        return "validation accuracy"
+    return f"{config.score.kind.upper()} score"
+
+
+def prepare_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    config: Config,
+    plan: ComparisonPlan,
+    log: Callable[[str], None],
+) -> tuple[optuna.Study, bool]:
+    """The run's study and whether it already finished with this budget; an unfinished or
+    differently budgeted one is deleted and made again."""
+    directions = list(config.directions)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        study = None
+    if study is not None:
+        found = [d.name.lower() for d in study.directions]
+        if study.user_attrs.get(DONE_ATTR) == plan.budget and found == directions:
+            log(f"{name}: finished earlier with {plan.budget}, reused")
+            return study, True
+        log(f"{name}: unfinished or made with other settings, started again")
+        optuna.delete_study(study_name=name, storage=storage)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+    return study, False
+
+
+def run_comparison(
+    config: Config,
+    storage_url: str,
+    out_dir: str | Path,
+    quick: bool = False,
+    artifact_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    progress_bar: bool = True,
+    png: bool = True,
+) -> ReportFiles:
+    """Run every (sampler, seed) of the plan that has not finished yet, then write the report."""
+    from optuna_spikenas.objective import make_objective  # torch import: after validation
+
+    plan = ComparisonPlan.from_config(config, quick)
+    say = log or (lambda _message: None)
+    storage = open_storage(storage_url, create=True)
+    objective = make_objective(config, log=log)
+    store = open_artifact_store(artifact_dir) if artifact_dir is not None else None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    runs = []
+    for index, (sampler_name, seed) in enumerate(plan.runs(), start=1):
+        name = plan.study_name(sampler_name, seed)
+        study, done = prepare_study(storage, name, config, plan, say)
+        if not done:
+            say(f"[{index}/{len(plan.runs())}] {sampler_name}, seed {seed}: {plan.budget}")
+            study.sampler = make_sampler(sampler_name, seed, objective)
+            study.set_user_attr("compare_sampler", sampler_name)
+            study.set_user_attr("compare_seed", seed)
+            study.optimize(
+                objective if store is None else TrialArtifacts(objective, store),
+                n_trials=plan.n_trials,
+                timeout=plan.timeout,
+                show_progress_bar=progress_bar,
+            )
+            save_study_figures(study)
+            study.set_user_attr(DONE_ATTR, plan.budget)
+        runs.append(load_run(study, sampler_name, seed))
+    return write_report(
+        runs,
+        out_dir,
+        title=f"{', '.join(plan.samplers)} on {config.space.macro} / {config.dataset.name}",
+        value_name=value_name(config),
+        sampler_settings={name: sampler_settings(name) for name in plan.samplers},
+        notes=report_notes(config, plan, storage_url),
+        png=png,
+    )
+
+
+def report_notes(config: Config, plan: ComparisonPlan, storage_url: str) -> list[str]:
+    notes = [
+        f"Budget per run: {plan.budget}; seeds {list(plan.seeds)}; every run is a study in "
+        f"{storage_url} named {plan.study_name('SAMPLER', 0).replace('seed0', 'seedN')}.",
+        f"Objective: {value_name(config)} (maximized) of {config.space.macro} networks with "
+        f"{list(config.space.num_cells)} cells at width {list(config.space.widths) or 'default'} "
+        f"on {config.dataset.name}, study seed {config.seed}; weight memory budget: "
+        f"{_memory_budget(config)}.",
+        f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"Optuna {optuna.__version__}.",
+    ]
+    if "cellbycell" in plan.samplers:
+        notes.append(
+            "cellbycell proposes its candidates in a fixed order (the seed does not change it) "
+            "and stops by itself when its last phase is scored, possibly before the budget."
+        )
+    if {"tpe", "nsga2"} & set(plan.samplers):
+        notes.append(
+            "TPE's first 10 trials and NSGA-II's first generation (20 trials) are random draws: "
+            "with the same seed they equal the random sampler's first trials, so on budgets "
+            "of a few dozen trials these samplers differ little from random search."
+        )
+    return notes
+
+
+def _memory_budget(config: Config) -> str:
+    bits = config.budget.memory_bits
+    return "none" if bits is None else f"{bits / 8e6:.3f} MB at {config.budget.weight_bits} bits"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()

@@ -1,0 +1,139 @@
+"""`optuna-spikenas compare`: every sampler per seed on one objective, one study each, a report."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from optuna_spikenas.cli import main
+from optuna_spikenas.compare import DONE_ATTR, ComparisonPlan
+from optuna_spikenas.config import ConfigError, config_from_dict
+
+COMPARE_TOML = """
+seed = 1
+[dataset]
+name = "digits"
+[space]
+macro = "light"
+num_cells = [2]
+widths = [4]
+shared_cell = false
+[score]
+batch_size = 16
+repeats = 1
+timesteps = 2
+[budget]
+max_parameters = 2000
+[compare]
+samplers = ["cellbycell", "tpe", "random"]
+seeds = [0, 1]
+n_trials = 5
+quick_seeds = [3]
+quick_n_trials = 3
+"""
+
+
+def studies_of(storage: str) -> dict[str, optuna.Study]:
+    names = optuna.get_all_study_names(storage)
+    return {name: optuna.load_study(study_name=name, storage=storage) for name in names}
+
+
+@pytest.fixture
+def compared(tmp_path, one_thread, capsys):
+    config = tmp_path / "compare.toml"
+    config.write_text(COMPARE_TOML)
+    out = tmp_path / "report"
+    argv = ["compare", "--config", str(config), "--out", str(out), "--quiet", "--threads", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    return [*argv, "--no-png"], out, f"sqlite:///{out / 'compare.db'}", printed
+
+
+def test_one_study_per_sampler_and_seed_with_the_budget(compared):
+    _, out, storage, printed = compared
+    studies = studies_of(storage)
+    expected = {f"compare-{s}-seed{n}" for s in ("cellbycell", "tpe", "random") for n in (0, 1)}
+    assert set(studies) == expected
+    for name, study in studies.items():
+        trials = study.get_trials()
+        assert study.user_attrs[DONE_ATTR] == "5 trials"
+        if "cellbycell" in name:  # stops by itself when its only phase is scored
+            assert 1 <= len(trials) <= 5
+        else:
+            assert len(trials) == 5
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # the same seed gives the random sampler the same candidates; another seed others
+    arch = {n: [t.user_attrs["architecture"] for t in s.get_trials()] for n, s in studies.items()}
+    assert arch["compare-random-seed0"] != arch["compare-random-seed1"]
+    report = json.loads((out / "report.json").read_text())
+    html = (out / "report.html").read_text()
+    assert "compare-tpe-seed1" in json.dumps(report) and "Best feasible" in html
+    assert f"report: {out / 'report.html'}" in printed
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert all(f"figure: {out / name}" in printed for name in pngs)
+
+
+def test_a_rerun_reuses_finished_runs_and_restarts_unfinished_ones(compared):
+    argv, out, storage, _ = compared
+    before = {n: [t.datetime_start for t in s.get_trials()] for n, s in studies_of(storage).items()}
+    broken = optuna.load_study(study_name="compare-tpe-seed0", storage=storage)
+    broken.set_user_attr(DONE_ATTR, "an interrupted run")  # as if it had not finished
+    assert main(argv) == 0
+    after = {n: [t.datetime_start for t in s.get_trials()] for n, s in studies_of(storage).items()}
+    for name in before:
+        if name == "compare-tpe-seed0":
+            assert after[name] != before[name] and len(after[name]) == 5  # run again, whole
+        else:
+            assert after[name] == before[name]  # reused: not one trial more
+
+
+def test_quick_mode_runs_fewer_seeds_and_trials(tmp_path, one_thread):
+    config = tmp_path / "compare.toml"
+    config.write_text(COMPARE_TOML)
+    out = tmp_path / "quick"
+    assert main(["compare", "--config", str(config), "--quick", "--out", str(out), "--quiet",
+                 "--no-artifacts", "--no-png"]) == 0
+    studies = studies_of(f"sqlite:///{out / 'compare.db'}")
+    assert set(studies) == {f"compare-quick-{s}-seed3" for s in ("cellbycell", "tpe", "random")}
+    assert all(len(s.get_trials()) <= 3 for s in studies.values())
+    assert not (out / "compare-artifacts").exists() and not list(out.glob("*.png"))
+
+
+def plan(**compare):
+    raw = {"dataset": {"name": "digits"}, "space": {"num_cells": [2], "shared_cell": False},
+           "compare": compare}
+    return ComparisonPlan.from_config(config_from_dict(raw))
+
+
+@pytest.mark.parametrize(
+    "compare, message",
+    [
+        ({"samplers": ["tpe", "tpe"], "n_trials": 5}, "lists a sampler twice"),
+        ({"samplers": ["tpe", "annealing"], "n_trials": 5}, "must be one of"),
+        ({"samplers": ["tpe"]}, "needs a budget"),
+        ({"samplers": ["tpe"], "n_trials": 5, "seeds": [1, 1]}, "distinct"),
+        ({"samplers": ["tpe"], "n_trials": 5, "study_prefix": "a b"}, "plain name"),
+        ({"samplers": ["tpe"], "timeout": -1.0}, "timeout must be positive"),
+    ],
+)
+def test_bad_comparison_settings_are_refused_before_any_work(compare, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(**compare)
+
+
+def test_a_sampler_that_cannot_run_the_config_is_named():
+    raw = {"dataset": {"name": "digits"}, "space": {"num_cells": [2], "shared_cell": True},
+           "compare": {"samplers": ["cellbycell", "tpe"], "n_trials": 5}}
+    with pytest.raises(ConfigError, match="sampler 'cellbycell' cannot run this config"):
+        ComparisonPlan.from_config(config_from_dict(raw))
+
+
+def test_the_command_line_reports_bad_settings_in_one_line(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(COMPARE_TOML.replace('"tpe", "random"', '"tpe", "tpe"'))
+    assert main(["compare", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lists a sampler twice" in err
+    assert not (tmp_path / "o").exists()  # nothing written before the settings are checked

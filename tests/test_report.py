@@ -1,0 +1,317 @@
+"""The comparison report: runs read from studies, curves, Pareto fronts, HTML, JSON and PNGs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import statistics
+from datetime import datetime, timedelta
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_spikenas import browser
+from optuna_spikenas.report import (
+    Run,
+    TrialPoint,
+    load_run,
+    pareto_front,
+    summarize,
+    write_report,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+T0 = datetime(2025, 1, 1, 12, 0, 0)
+INF = float("inf")
+FIGURES = ("best_by_trial", "best_by_time", "feasible_fraction", "pareto")
+TITLES = (
+    "Best feasible SAHD score by trial",
+    "Best feasible SAHD score by wall time",
+    "Feasible fraction of finished trials",
+    "Pareto fronts: SAHD score",
+)
+
+
+def frozen(
+    value: float | None,
+    seconds: float,
+    *,
+    state: TrialState = TrialState.COMPLETE,
+    start: float | None = None,
+    **attrs: object,
+) -> FrozenTrial:
+    """A trial that started ``start`` s (default: 1 s before its end) after T0, ended at
+    ``seconds``; ``attrs`` become its user attributes."""
+    begin = T0 + timedelta(seconds=seconds - 1 if start is None else start)
+    finished = state != TrialState.RUNNING
+    return FrozenTrial(
+        number=0,
+        state=state,
+        value=None,
+        values=None if value is None else [value],
+        datetime_start=begin,
+        datetime_complete=T0 + timedelta(seconds=seconds) if finished else None,
+        params={},
+        distributions={},
+        user_attrs=dict(attrs),
+        system_attrs={},
+        intermediate_values={},
+        trial_id=0,
+    )
+
+
+def ok(value: float, seconds: float, arch: str, **attrs: object) -> FrozenTrial:
+    """A feasible trial of 1 MB (8e6 bits) unless ``memory_bits`` says otherwise."""
+    attrs.setdefault("memory_bits", 8e6)
+    return frozen(value, seconds, feasible=True, architecture=arch, **attrs)
+
+
+def bad(seconds: float, start: float | None = None) -> FrozenTrial:
+    attrs = {"feasible": False, "architecture": "over budget", "memory_bits": 9e9}
+    return frozen(-INF, seconds, start=start, **attrs)
+
+
+def study_of(trials: list[FrozenTrial], name: str | None = None) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize"], study_name=name)
+    for trial in trials:
+        study.add_trial(trial)
+    return study
+
+
+def test_load_run_reads_every_field():
+    study = study_of(
+        [
+            ok(1.0, 10, "A", start=0, energy_uj=2.0, synops_energy_uj=9.0, val_accuracy=0.9),
+            bad(20),
+            frozen(None, 25, state=TrialState.FAIL),
+            ok(3.0, 30, "B", memory_bits=4e6, synops_energy_uj=5.0, accuracy=0.7),
+            ok(3.0, 31, "B", duplicate_of=3),
+            frozen(-INF, 32, feasible=True),  # "feasible" but unscored: not feasible
+            frozen(2.0, 33),  # no "feasible" attribute: not feasible
+            frozen(None, 34, state=TrialState.PRUNED),
+            frozen(None, 35, state=TrialState.RUNNING),  # ignored
+        ],
+        name="cellbycell-seed-7",
+    )
+    run = load_run(study, "cellbycell", 7)
+    assert (run.sampler, run.seed, run.study_name) == ("cellbycell", 7, "cellbycell-seed-7")
+    assert [t.number for t in run.trials] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [t.seconds for t in run.trials] == [10, 20, 25, 30, 31, 32, 33, 34]
+    assert [t.feasible for t in run.trials] == [True, False, False, True, True, False, False, False]
+    assert [t.value for t in run.trials] == [1.0, None, None, 3.0, 3.0, None, None, None]
+    first, _, failed, second, duplicate = run.trials[:5]
+    assert first.memory_megabytes == 1.0 and second.memory_megabytes == 0.5
+    assert failed.memory_megabytes is None and failed.architecture is None
+    assert (first.energy_uj, second.energy_uj, duplicate.energy_uj) == (2.0, 5.0, None)
+    assert (first.accuracy, second.accuracy, failed.accuracy) == (0.9, 0.7, None)
+    assert (first.architecture, second.architecture) == ("A", "B")
+    assert [t.duplicate for t in run.trials[:5]] == [False, False, False, False, True]
+    assert run.feasible_fraction == 3 / 8
+    assert run.best_value == 3.0 and run.seconds_to_best == 30 and run.seconds == 34
+    assert run.distinct_architectures == 2
+    assert run.best_so_far() == [1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+    assert run.best_at(29.9) == 1.0 and run.best_at(9.0) is None
+
+
+def plain_best_so_far(values: list[float | None]) -> list[float | None]:
+    curve = []
+    for i in range(len(values)):
+        seen = [v for v in values[: i + 1] if v is not None]
+        curve.append(max(seen) if seen else None)
+    return curve
+
+
+def random_run(rng: random.Random, sampler: str, seed: int, n: int, p_feasible: float) -> Run:
+    points = []
+    for i in range(n):
+        feasible = rng.random() < p_feasible
+        points.append(
+            TrialPoint(
+                number=i,
+                seconds=float(i + rng.random()),
+                value=rng.uniform(0, 10) if feasible else None,
+                feasible=feasible,
+                memory_megabytes=rng.uniform(0.1, 2.0),
+                energy_uj=None,
+                accuracy=None,
+                architecture=f"arch-{rng.randrange(n)}",
+                duplicate=False,
+            )
+        )
+    return Run(sampler, seed, f"{sampler}-{seed}", tuple(points))
+
+
+def test_best_so_far_matches_a_plain_recomputation():
+    rng = random.Random(3)
+    for n in (0, 1, 5, 40):
+        run = random_run(rng, "tpe", 0, n, 0.4)
+        values = [t.value for t in run.trials]
+        assert run.best_so_far() == plain_best_so_far(values)
+        assert run.best_value == max((v for v in values if v is not None), default=None)
+
+
+def dominated(p: tuple[float, float], q: tuple[float, float]) -> bool:
+    """q dominates p: at least as good in both (max first, min second), better in one."""
+    return q[0] >= p[0] and q[1] <= p[1] and (q[0] > p[0] or q[1] < p[1])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 60, 300])
+def test_pareto_front_matches_brute_force(n):
+    rng = random.Random(n)
+    # small integer ranges make ties in both coordinates and exact duplicates likely
+    points = [(float(rng.randint(0, 9)), float(rng.randint(0, 9))) for _ in range(n)]
+    expected = [i for i, p in enumerate(points) if not any(dominated(p, q) for q in points)]
+    assert pareto_front(points) == expected
+    continuous = [(rng.random(), rng.random()) for _ in range(n)]
+    expected = [i for i, p in enumerate(continuous) if not any(dominated(p, q) for q in continuous)]
+    assert pareto_front(continuous) == expected
+
+
+def comparison_runs() -> list[Run]:
+    """cellbycell: 3 seeds with energies; tpe: 2 seeds of different lengths, no energies;
+    random: 1 seed, nothing feasible."""
+    runs = []
+    for seed, shift in enumerate((0.0, 0.5, -0.25)):
+        trials = [bad(5, start=0), ok(1.0 + shift, 10, f"c{seed}a", energy_uj=4.0), bad(12)]
+        trials += [ok(2.0 + shift, 20, f"c{seed}b", memory_bits=4e6, energy_uj=3.0)]
+        trials += [ok(2.0 + shift, 21, f"c{seed}b", memory_bits=4e6, duplicate_of=3)]
+        trials += [ok(1.5, 30, f"c{seed}c", memory_bits=16e6, energy_uj=1.0)]
+        runs.append(load_run(study_of(trials, f"cellbycell-{seed}"), "cellbycell", seed))
+    for seed, count in ((0, 6), (1, 3)):
+        trials = [bad(2), bad(4)] + [ok(0.5 * k, 4 + 4 * k, f"t{seed}{k}") for k in range(count)]
+        trials.insert(3, frozen(None, 5, state=TrialState.FAIL))
+        runs.append(load_run(study_of(trials, f"tpe-{seed}"), "tpe", seed))
+    runs.append(load_run(study_of([bad(3), bad(6)], "random-0"), "random", 0))
+    return runs
+
+
+SETTINGS = {"cellbycell": "cells=3, ours", "tpe": "TPESampler(multivariate)", "random": "seeded"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    runs = comparison_runs()
+    out = tmp_path_factory.mktemp("report")
+    files = write_report(
+        runs,
+        out,
+        title="Budget comparison <MNIST>",
+        value_name="SAHD score",
+        sampler_settings=SETTINGS,
+        notes=["equal budgets of trials", "CPU"],
+        png=True,
+    )
+    return runs, files
+
+
+def test_json_numbers_match_independent_statistics(report):
+    runs, files = report
+    data = json.loads(files.json.read_text())
+    rows = {row["sampler"]: row for row in data["samplers"]}
+    assert [row["sampler"] for row in data["samplers"]] == ["cellbycell", "tpe", "random"]
+    ours = rows["cellbycell"]
+    assert ours["best_values"] == [2.0, 2.5, 1.75]
+    assert ours["best_mean"] == pytest.approx(statistics.mean([2.0, 2.5, 1.75]))
+    assert ours["best_std"] == pytest.approx(statistics.stdev([2.0, 2.5, 1.75]))
+    assert ours["feasible_fraction_mean"] == pytest.approx(4 / 6)
+    assert ours["trials_per_seed_mean"] == 6
+    assert ours["seconds_per_run_mean"] == 30
+    assert ours["seconds_to_best_mean"] == 20
+    assert ours["architectures_mean"] == 3  # the duplicate is not counted
+    tpe = rows["tpe"]
+    assert tpe["best_values"] == [2.5, 1.0]
+    assert tpe["best_std"] == pytest.approx(statistics.stdev([2.5, 1.0]))
+    assert tpe["feasible_fraction_mean"] == pytest.approx(statistics.mean([6 / 9, 3 / 6]))
+    assert tpe["trials_per_seed_mean"] == 7.5
+    none = rows["random"]
+    assert none["best_values"] == [None] and none["best_mean"] is None
+    assert none["seeds_without_feasible"] == 1 and none["feasible_fraction_mean"] == 0
+    assert none["seconds_to_best_mean"] is None
+    assert data["highest_mean_best"] == "cellbycell"
+    assert [row["highest_mean_best"] for row in data["samplers"]] == [True, False, False]
+    assert data["sampler_settings"] == SETTINGS
+    assert data["notes"] == ["equal budgets of trials", "CPU"]
+    assert data["figures"] == list(FIGURES)
+    by_study = {r["study_name"]: r for r in data["runs"]}
+    for run in runs:
+        assert by_study[run.study_name]["best_so_far"] == plain_best_so_far(
+            [t.value for t in run.trials]
+        )
+    assert by_study["random-0"]["best_so_far"] == [None, None]
+
+
+def test_json_has_no_nan_or_infinity(report):
+    text = report[1].json.read_text()
+    for bad_token in ("NaN", "Infinity"):
+        assert bad_token not in text
+
+    def refuse(token: str) -> float:
+        raise AssertionError(f"{token} in the JSON")
+
+    json.loads(text, parse_constant=refuse)
+
+
+def test_html_is_self_contained_with_every_figure(report):
+    page = report[1].html.read_text()
+    assert page.count("* plotly.js v") == 1  # the library's banner: inlined exactly once
+    assert page.count("Plotly.newPlot(") == len(FIGURES)
+    assert not re.search(r"<script[^>]*\bsrc=", page)  # nothing loaded from elsewhere
+    for title in TITLES:
+        assert title in page
+    assert "vs energy" in page  # cellbycell has energies: a second Pareto panel
+    assert "Budget comparison &lt;MNIST&gt;" in page  # escaped title
+    for text in ("equal budgets of trials", "TPESampler(multivariate)", "highest mean best"):
+        assert text in page
+
+
+def test_pngs_are_written(report):
+    if browser.find_chromium() is None:
+        pytest.skip("no Chromium on this machine")
+    pngs = report[1].pngs
+    assert [p.stem for p in pngs] == list(FIGURES)
+    for path in pngs:
+        assert path.parent == report[1].html.parent
+        data = path.read_bytes()
+        assert len(data) > 10_000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_single_seed_without_energy_or_chromium(tmp_path, monkeypatch):
+    monkeypatch.setattr(browser, "find_chromium", lambda: None)
+    study = study_of([ok(1.0, 1, "a"), bad(2), ok(2.0, 3, "b", memory_bits=2e7)], "solo")
+    files = write_report(
+        [load_run(study, "evolution", 0)],
+        tmp_path,
+        title="AutoSNN",
+        value_name="fitness",
+        sampler_settings={},
+    )
+    assert files.pngs == ()
+    assert not list(tmp_path.glob("*.png"))
+    (row,) = json.loads(files.json.read_text())["samplers"]
+    assert row["best_values"] == [2.0] and row["best_mean"] == 2.0 and row["best_std"] == 0.0
+    assert row["settings"] == "" and row["highest_mean_best"]
+    assert "vs energy" not in files.html.read_text()
+
+
+def test_instant_trials_and_no_feasible_run_do_not_crash(tmp_path):
+    # add_trial's create_trial stamps "now": every trial takes ~0 s
+    study = study_of([optuna.trial.create_trial(value=-INF, user_attrs={"feasible": False})])
+    run = load_run(study, "random", 1)
+    assert run.seconds == pytest.approx(0, abs=1) and run.best_value is None
+    files = write_report([run], tmp_path, title="t", value_name="v", sampler_settings={}, png=False)
+    assert json.loads(files.json.read_text())["highest_mean_best"] is None
+
+
+def test_no_runs_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="at least one run"):
+        write_report([], tmp_path, title="t", value_name="v", sampler_settings={})
+
+
+def test_summarize_std_of_one_seed_is_zero():
+    run = random_run(random.Random(1), "tpe", 0, 10, 1.0)
+    (row,) = summarize([run], {"tpe": "x"})
+    assert row["best_std"] == 0.0 and row["best_mean"] == run.best_value
+    assert math.isclose(row["feasible_fraction_mean"], 1.0)
