@@ -22,6 +22,7 @@ VERSION = 1
 SNASNET_CELLS, AUTOSNN_BLOCKS = "snasnet-cells", "autosnn-blocks"
 
 MEASURED_ATTRS = (
+    "values",
     "feasible",
     "broken_budgets",
     "parameters",
@@ -82,6 +83,8 @@ def architecture_record(
 
 
 def _json_safe(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_json_safe(v) for v in value)
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, str | int | bool | type(None))

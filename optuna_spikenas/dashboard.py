@@ -14,7 +14,7 @@ import math
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +51,30 @@ def open_artifact_store(directory: str | Path) -> FileSystemArtifactStore:
 
 
 class TrialArtifacts:
-    """Wraps an objective: after each trial (whatever its end) uploads the trial's architecture
-    JSON and its diagram. ``objective.macro`` and ``objective.config`` describe the network."""
+    """Wraps an objective: at the end of each trial (complete, pruned or failed), while the
+    trial can still be written to, uploads its architecture JSON and its diagram.
+    ``objective.macro`` and ``objective.config`` describe the network."""
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any], store: FileSystemArtifactStore):
+    def __init__(self, objective: Any, store: FileSystemArtifactStore) -> None:
         self.objective = objective
         self.store = store
 
     def __call__(self, trial: optuna.Trial) -> Any:
+        values = None
         try:
-            return self.objective(trial)
+            values = self.objective(trial)
+            return values
         finally:
             if "architecture" in trial.user_attrs:
-                self.upload(trial)
+                self.upload(trial, values)
 
-    def upload(self, trial: optuna.Trial) -> None:
-        attrs = trial.user_attrs
+    def upload(self, trial: optuna.Trial, values: float | Sequence[float] | None) -> None:
+        """Upload the two artifacts of ``trial``, whose objective returned ``values``."""
+        attrs = dict(trial.user_attrs)
+        values = [values] if isinstance(values, int | float) else values
+        if values and all(math.isfinite(v) for v in values):
+            attrs["values"] = [float(v) for v in values]
+        study = trial.study
         config = self.objective.config
         macro = self.objective.macro
         if config.is_autosnn:
@@ -76,13 +84,13 @@ class TrialArtifacts:
             arch = Architecture.parse(attrs["architecture"], attrs["num_cells"], attrs["width"])
             timesteps = config.score.timesteps
         origin = {
-            "study": trial.study.study_name,
+            "study": study.study_name,
             "trial": trial.number,
             "dataset": config.dataset.name,
             "seed": config.seed,
         }
         record = architecture_record(arch, macro, timesteps, attrs, origin)
-        caption = [f"study {trial.study.study_name}, trial {trial.number}", _caption(attrs)]
+        caption = [f"study {study.study_name}, trial {trial.number}", _caption(attrs)]
         if isinstance(arch, Architecture):
             svg = cell_diagram_svg(arch, caption)
         else:
@@ -105,12 +113,13 @@ class TrialArtifacts:
 
 def _caption(attrs: dict[str, Any]) -> str:
     parts = []
+    if "values" in attrs:
+        parts.append("value " + ", ".join(f"{v:.4f}" for v in attrs["values"]))
     if "parameters" in attrs:
         parts.append(f"{attrs['parameters']:,} parameters")
         parts.append(f"{attrs['memory_bits'] / 8e6:.3f} MB at {attrs['weight_bits']} bits")
-    for key, label in (("score", "score"), ("fitness", "fitness"), ("accuracy", "accuracy")):
-        if isinstance(attrs.get(key), float) and math.isfinite(attrs[key]):
-            parts.append(f"{label} {attrs[key]:.4f}")
+    if isinstance(attrs.get("spikes_per_image"), float):
+        parts.append(f"{attrs['spikes_per_image']:,.0f} spikes per image")
     if attrs.get("feasible") is False:
         parts.append(f"over budget: {attrs.get('broken_budgets') or attrs.get('invalid_reason')}")
     return ", ".join(parts)

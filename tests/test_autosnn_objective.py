@@ -7,6 +7,7 @@ import json
 import optuna
 import pytest
 
+from optuna_spikenas.architecture_file import read_architecture
 from optuna_spikenas.autosnn_objective import AutoSNNObjective
 from optuna_spikenas.cli import main
 from optuna_spikenas.config import ConfigError, config_from_dict
@@ -114,6 +115,16 @@ def test_optimize_command_runs_autosnn_and_reuses_the_checkpoint(tmp_path, capsy
     assert "reusing super-network checkpoint" in second.err
     trials = optuna.load_study(study_name="a", storage=url).trials
     assert len(trials) == 5 and all("fitness" in t.user_attrs for t in trials)
+    # the dashboard's artifacts: each trial's document builds its five blocks, and its diagram
+    store = tmp_path / "a-artifacts"
+    documents = [json.loads(p.read_text()) for p in store.iterdir() if p.read_text()[0] == "{"]
+    assert sorted(d["origin"]["trial"] for d in documents) == list(range(5))
+    for document in documents:
+        arch, macro, _ = read_architecture(document)
+        assert str(arch) == trials[document["origin"]["trial"]].user_attrs["architecture"]
+        assert macro.width == 4
+    diagrams = [p.read_text() for p in store.iterdir() if p.read_text().startswith("<svg")]
+    assert len(diagrams) == 5 and all("block 5" in svg for svg in diagrams)
 
 
 def test_describe_reports_the_papers_architecture_at_042_m(capsys):

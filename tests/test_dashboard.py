@@ -71,6 +71,7 @@ def test_every_trial_has_its_architecture_and_diagram(searched):
     assert len(trials) == 10
     assert {t.user_attrs["feasible"] for t in trials} == {True, False}  # both kinds drawn
     for trial in trials:
+        json.dumps(trial.user_attrs, allow_nan=False)  # JSON-safe: no NaN or infinity
         files = artifacts_of(study, store, trial, tmp)
         assert set(files) == {"architecture.json", "cell.svg"}
         document = json.loads(files["architecture.json"])
@@ -79,6 +80,10 @@ def test_every_trial_has_its_architecture_and_diagram(searched):
         assert document["origin"] == {"study": "s", "trial": trial.number, "dataset": "digits",
                                       "seed": 3}
         assert document["measured"]["feasible"] == trial.user_attrs["feasible"]
+        if math.isfinite(trial.value):  # the score, known once the objective returned
+            assert document["measured"]["values"] == [trial.value]
+        else:  # over budget, or a network whose kernel is singular: -inf is not JSON
+            assert "values" not in document["measured"]
         if not trial.user_attrs.get("invalid_reason"):  # buildable: count its weights
             network = build_network(arch, macro, timesteps)
             assert sum(p.numel() for p in network.parameters()) == trial.user_attrs["parameters"]
@@ -120,7 +125,7 @@ def test_artifact_folder_lies_beside_the_database(tmp_path):
 
 
 def test_a_failing_trial_still_gets_its_artifacts(tmp_path):
-    """The upload runs whatever the objective does after suggesting the architecture."""
+    """A trial that fails after suggesting its architecture still shows what it tried."""
 
     class Exploding(SpikeNASObjective):
         def score_network(self, network, arch):
