@@ -7,6 +7,7 @@ stderr and exit status 2; nothing is written to the study before the inputs are 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import optuna
 
+from optuna_spikenas.architecture_file import ArchitectureFileError
 from optuna_spikenas.config import SAMPLERS, Config, ConfigError, load_config, validate
 from optuna_spikenas.dashboard import DEFAULT_HOST, artifact_dir_for
 from optuna_spikenas.data import DatasetError
@@ -38,7 +40,14 @@ from optuna_spikenas.summary import (
     progress_line,
 )
 
-USER_ERRORS = (ConfigError, DatasetError, HardwareProfileError, SpaceError, StorageError)
+USER_ERRORS = (
+    ArchitectureFileError,
+    ConfigError,
+    DatasetError,
+    HardwareProfileError,
+    SpaceError,
+    StorageError,
+)
 
 
 def with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -153,6 +162,71 @@ def load_study_names(url: str, storage_class: str | None) -> list[str]:
             "`optuna-spikenas optimize` (or `compare`) first"
         )
     return names
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from optuna_spikenas.export import ExportError, export_trial  # torch imports
+
+    config = load_config(args.config) if args.config else None
+    try:
+        result = export_trial(
+            args.storage,
+            args.study_name,
+            args.out,
+            trial_number=args.trial,
+            nir=args.nir,
+            weights=args.weights,
+            config=config,
+            artifact_dir=args.artifact_dir,
+        )
+    except ExportError as err:
+        raise UsageError(str(err)) from None
+    print(f"trial {result.trial_number} exported to {args.out}")
+    print(f"  architecture  {result.architecture_json}")
+    print(f"  model         {result.model_py}  (python {result.model_py} runs a forward pass)")
+    if result.weights is not None:
+        print(f"  weights       {result.weights}")
+    if result.nir is not None:
+        print(f"  NIR graph     {result.nir}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from optuna_spikenas.final_training import TrainingError, train_final  # torch imports
+
+    config = load_config(args.config)
+    try:
+        document = json.loads(Path(args.arch_json).read_text())
+    except OSError as err:
+        raise UsageError(f"--arch-json {args.arch_json}: {err.strerror or err}") from None
+    except json.JSONDecodeError as err:
+        raise ArchitectureFileError(f"{args.arch_json} is not JSON: {err}") from None
+    out = args.out or str(Path(args.arch_json).with_suffix("")) + "-trained"
+    if args.threads is not None:
+        torch_threads(args.threads)
+    try:
+        result = train_final(
+            document,
+            config,
+            out,
+            epochs=args.epochs,
+            weight_bits=args.weight_bits,
+            device=args.device,
+            fresh=args.fresh,
+            log=None if args.quiet else progress_line,
+        )
+    except TrainingError as err:
+        raise UsageError(str(err)) from None
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the last finished epoch is saved in {out}; run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"trained {result.epochs_done} epochs: {result.result_json}")
+    print(f"weights: {result.weights}")
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -296,6 +370,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dash.set_defaults(func=cmd_dashboard)
 
+    exp = sub.add_parser("export", help="a trial's architecture JSON, standalone model.py, NIR")
+    exp.add_argument("--storage", required=True)
+    exp.add_argument("--study-name", required=True)
+    exp.add_argument("--trial", type=int, default=None, help="default: the best feasible trial")
+    exp.add_argument("--out", required=True, help="folder to write into")
+    exp.add_argument("--weights", default=None, help="a state-dict file to ship as weights.pt")
+    exp.add_argument(
+        "--config", default=None, help="the study's config, when the trial has no artifacts"
+    )
+    exp.add_argument(
+        "--artifact-dir", default=None, help="default: STORAGE-artifacts beside the database"
+    )
+    exp.add_argument("--nir", action="store_true", help="also an NIR graph (extra: nir)")
+    exp.set_defaults(func=cmd_export)
+
+    trn = sub.add_parser("train", help="train a found architecture, resumable, with a report")
+    trn.add_argument("--arch-json", required=True, help="architecture.json (export, dashboard)")
+    trn.add_argument("--config", required=True, help="dataset and [train] recipe (TOML)")
+    trn.add_argument("--out", default=None, help="default: ARCH-trained beside the JSON")
+    trn.add_argument("--epochs", type=int, default=None, help="default: [train] epochs")
+    trn.add_argument("--weight-bits", type=int, default=None, help="default: [budget]")
+    trn.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    trn.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    trn.add_argument("--fresh", action="store_true", help="ignore a checkpoint, start over")
+    trn.add_argument("--quiet", action="store_true", help="no progress lines")
+    trn.set_defaults(func=cmd_train)
+
     desc = sub.add_parser("describe", help="parameters and memory of one architecture")
     desc.add_argument("--macro", required=True, choices=(*MACROS, *AUTOSNN_MACROS))
     desc.add_argument(
@@ -390,6 +491,7 @@ def check_positive(args: argparse.Namespace) -> None:
     for key in (
         "threads",
         "heartbeat",
+        "epochs",
         "n_trials",
         "timeout",
         "weight_bits",

@@ -3,7 +3,7 @@
 A config file has these tables (every key optional; see ``studies/*.toml`` for commented examples):
 
     seed = 0                      # study seed: data split, scoring batches, weight initialisation
-    [dataset]  name, path, val_fraction, test_fraction
+    [dataset]  name, path, val_fraction, test_fraction, verify, frame_size
     [space]    macro, num_cells, widths, shared_cell, backward, require_direct_edge, final_pool
     [score]    kind, batch_size, repeats, timesteps, device
     [budget]   weight_bits, max_parameters | memory_megabytes, area_mm2, latency_ms, energy_uj
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from optuna_spikenas.data import DATASET_NAMES
+from optuna_spikenas.data import DATASET_NAMES, PATH_DATASETS
 from optuna_spikenas.hardware.imc import HardwareProfileError, load_profile
 from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
 from optuna_spikenas.snn.network import MACROS
@@ -47,9 +47,11 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = "animal-mnist"
-    path: str = ""  # the file of the "npz" dataset
+    path: str = ""  # npz: the .npz file; cifar10/cifar100/tinyimagenet: the download's folder
     val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    test_fraction: float = 0.1  # not used by cifar10/cifar100/tinyimagenet (official test set)
+    verify: bool = False  # cifar10/cifar100: check the files' published md5s before loading
+    frame_size: int = 64  # dvs128-gesture/cifar10-dvs: frames summed down to this size
 
 
 @dataclass(frozen=True)
@@ -317,8 +319,13 @@ def _one_of(name: str, value: str, allowed) -> None:
 def validate(config: Config) -> None:
     """Raise ConfigError for values that cannot be used together."""
     _one_of("[dataset] name", config.dataset.name, DATASET_NAMES)
-    if (config.dataset.name == "npz") != bool(config.dataset.path):
-        raise ConfigError("[dataset] path is needed by, and only by, name = 'npz'")
+    if (config.dataset.name in PATH_DATASETS) != bool(config.dataset.path):
+        names = ", ".join(repr(n) for n in PATH_DATASETS)
+        raise ConfigError(f"[dataset] path is needed by, and only by, name = {names}")
+    if not 1 <= config.dataset.frame_size <= 128:
+        raise ConfigError("[dataset] frame_size must be between 1 and 128 (the DVS sensor)")
+    if config.dataset.verify and config.dataset.name not in ("cifar10", "cifar100"):
+        raise ConfigError("[dataset] verify checks CIFAR's published md5s: only for cifar10/100")
     _one_of("[space] macro", config.space.macro, (*MACROS, *AUTOSNN_MACROS))
     _one_of("[score] kind", config.score.kind, SCORE_KINDS)
     _one_of("[score] device", config.score.device, DEVICES)

@@ -71,6 +71,9 @@ def study_dataset(config: Config) -> Dataset:
         val_fraction=config.dataset.val_fraction,
         test_fraction=config.dataset.test_fraction,
         path=config.dataset.path or None,
+        verify=config.dataset.verify,
+        timesteps=config.supernet.timesteps if config.is_autosnn else config.score.timesteps,
+        frame_size=config.dataset.frame_size,
     )
 
 

@@ -1,13 +1,17 @@
 """Short supervised training of one architecture (SNASNet's recipe, scaled down).
 
 Read top to bottom: ``TrainSettings`` says how long and how fast to train, ``cosine_lr`` is the
-learning-rate schedule, ``evaluate`` measures accuracy on a split, ``train_network`` trains a
-built network and ``train_architecture`` builds one first.
+learning-rate schedule, ``evaluate`` measures accuracy on a split, ``train_epoch`` runs one epoch
+(the building block of ``train_network`` and of the resumable ``final_training``),
+``train_network`` trains a built network and ``train_architecture`` builds one first;
+``training_state`` / ``restore_training_state`` capture and restore everything a run needs to
+continue bit-exactly (weights, optimizer, generators, the global RNG).
 
 The recipe (Kim et al. 2022, SNASNet): cross-entropy on the network's output (which already
 averages over timesteps and voting groups), ``functional.reset_net`` after every batch, SGD with
 momentum 0.9, and a cosine learning rate from ``lr`` down to ``min_lr`` over all steps of the run
-(here updated every step, not every epoch).
+(here updated every step, not every epoch). ``loss = "mse-rates"`` is AutoSNN's loss instead: the
+mean squared error between the output firing rates and one-hot labels (as ``supernet.py``).
 
 Determinism: the shuffling uses its own ``torch.Generator`` seeded with ``seed``, and the global
 RNG (used by the ``snasnet`` head's dropout) is seeded with ``seed`` inside
@@ -20,8 +24,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,22 +43,39 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless o
 from spikingjelly.activation_based import functional  # noqa: E402
 
 __all__ = [
+    "LOSSES",
     "OPTIMIZERS",
+    "Augment",
     "EpochCallback",
+    "Progress",
     "TrainResult",
     "TrainSettings",
+    "batch_loss",
     "build_trainable",
     "cosine_lr",
+    "epoch_batches",
     "evaluate",
+    "make_optimizer",
+    "restore_training_state",
+    "seeded_rng",
     "train_architecture",
+    "train_epoch",
     "train_network",
+    "training_state",
 ]
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+LOSSES: tuple[str, ...] = ("cross-entropy", "mse-rates")  # SNASNet's; AutoSNN's
 
 #: ``on_epoch(epoch_index, val_accuracy, train_loss)``, called after every epoch; whatever it
 #: raises (e.g. ``optuna.TrialPruned``) stops training and propagates to the caller.
 EpochCallback = Callable[[int, float, float], None]
+
+#: ``augment(images)``: a training batch's images (on the CPU), transformed; same shape.
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+#: ``progress(batch_indices)``: wraps the batch loop of an epoch (e.g. a ``tqdm`` bar).
+Progress = Callable[[range], Iterable[int]]
 
 
 def _is_int(value: object) -> bool:
@@ -73,6 +96,7 @@ class TrainSettings:
     max_train_batches: int | None = None  # cap per epoch, for quick runs
     timesteps: int = 5
     weight_bits: int = 32  # < 32: k-bit weights (quantize.py) in training and evaluation
+    loss: str = "cross-entropy"  # or "mse-rates": AutoSNN's MSE between firing rates and one-hot
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "timesteps"):
@@ -87,6 +111,9 @@ class TrainSettings:
         if self.optimizer not in OPTIMIZERS:
             known = ", ".join(repr(o) for o in OPTIMIZERS)
             raise ValueError(f"optimizer must be one of {known}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            known = ", ".join(repr(name) for name in LOSSES)
+            raise ValueError(f"loss must be one of {known}, got {self.loss!r}")
         if not _is_real(self.lr) or not self.lr > 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not _is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
@@ -106,7 +133,7 @@ class TrainResult:
     """What a run measured, one entry per epoch."""
 
     val_accuracy: list[float]  # on dataset.val, after each epoch, in [0, 1]
-    train_loss: list[float]  # mean cross-entropy per training example, per epoch
+    train_loss: list[float]  # mean loss (settings.loss) per training example, per epoch
     seconds: float  # wall-clock time of the whole run, evaluation included
 
     @property
@@ -153,11 +180,92 @@ def evaluate(
     return correct / len(split)
 
 
-def _epoch_batches(n: int, batch_size: int, cap: int | None) -> int:
+def epoch_batches(n: int, batch_size: int, cap: int | None) -> int:
     """Training batches per epoch; a final batch of one image is dropped (BatchNorm needs two)."""
     full, rest = divmod(n, batch_size)
     batches = full + (1 if rest > 1 else 0)
     return batches if cap is None else min(batches, cap)
+
+
+def batch_loss(outputs: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    """The mean loss of a batch: ``"cross-entropy"`` on the outputs as logits, or
+    ``"mse-rates"``, the squared error between the outputs (firing rates) and one-hot labels."""
+    if kind == "cross-entropy":
+        return F.cross_entropy(outputs, labels)
+    if kind == "mse-rates":
+        return F.mse_loss(outputs, F.one_hot(labels, outputs.shape[1]).to(outputs.dtype))
+    raise ValueError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
+
+
+def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam over every parameter of ``network``, at ``settings.lr``."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            network.parameters(),
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    return torch.optim.Adam(
+        network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+
+
+@contextmanager
+def seeded_rng(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Inside the block the global RNG (dropout's: the CPU generator, and ``device``'s when it is
+    a GPU) starts from ``seed``; the caller's RNG state is restored afterwards."""
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if on_cuda else [], device_type="cuda"):
+        # Not torch.manual_seed: it would also reseed CUDA devices not forked.
+        torch.random.default_generator.manual_seed(seed)
+        if on_cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def train_epoch(
+    network: nn.Module,
+    split: Split,
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    *,
+    order: torch.Tensor,
+    first_step: int,
+    total_steps: int,
+    device: str | torch.device = "cpu",
+    augment: Augment | None = None,
+    progress: Progress | None = None,
+) -> float:
+    """One epoch of training in place on ``split`` in the order ``order`` (a permutation of its
+    indices), steps ``first_step`` onwards of a cosine schedule over ``total_steps``; returns
+    the mean loss per example. ``augment`` transforms each batch's images before the network
+    sees them. Neuron states are reset after every batch."""
+    device = torch.device(device)
+    batches = epoch_batches(len(split), settings.batch_size, settings.max_train_batches)
+    network.train()
+    loss_sum, seen = torch.zeros((), device=device), 0  # summed on device: no syncs
+    for b in range(batches) if progress is None else progress(range(batches)):
+        idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
+        images = split.images[idx]
+        if augment is not None:
+            images = augment(images)
+        images, labels = images.to(device), split.labels[idx].to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(first_step + b, total_steps, settings.lr, settings.min_lr)
+        try:
+            with parametrize.cached():  # quantize each weight once per step, not per call
+                loss = batch_loss(network(images), labels, settings.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        finally:
+            functional.reset_net(network)
+        loss_sum += loss.detach() * len(idx)
+        seen += len(idx)
+    return float(loss_sum) / seen
 
 
 def train_network(
@@ -175,61 +283,76 @@ def train_network(
     by :func:`train_architecture`. The network is moved to ``device`` and left in eval mode."""
     device = torch.device(device)
     train = dataset.train
-    batches = _epoch_batches(len(train), settings.batch_size, settings.max_train_batches)
+    batches = epoch_batches(len(train), settings.batch_size, settings.max_train_batches)
     if batches == 0:
         raise ValueError(f"the train split of {dataset.name!r} has too few images to train on")
-    total_steps = settings.epochs * batches
     network.to(device)
-    if settings.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            network.parameters(),
-            lr=settings.lr,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
-        )
-    else:
-        optimizer = torch.optim.Adam(
-            network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-        )
+    optimizer = make_optimizer(network, settings)
     shuffle = torch.Generator().manual_seed(seed)
     val_accuracy: list[float] = []
     train_loss: list[float] = []
     started = time.perf_counter()
-    on_cuda = device.type == "cuda"
-    with torch.random.fork_rng(devices=[device] if on_cuda else [], device_type="cuda"):
-        # Dropout's RNG. Not torch.manual_seed: it would also reseed CUDA devices not forked.
-        torch.random.default_generator.manual_seed(seed)
-        if on_cuda:
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        step = 0
+    with seeded_rng(seed, device):
         for epoch in range(settings.epochs):
-            network.train()
             order = torch.randperm(len(train), generator=shuffle)
-            loss_sum, seen = torch.zeros((), device=device), 0  # summed on device: no syncs
-            for b in range(batches):
-                idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
-                images = train.images[idx].to(device)
-                labels = train.labels[idx].to(device)
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(step, total_steps, settings.lr, settings.min_lr)
-                try:
-                    with parametrize.cached():  # quantize each weight once per step, not per call
-                        loss = F.cross_entropy(network(images), labels)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                finally:
-                    functional.reset_net(network)
-                loss_sum += loss.detach() * len(idx)
-                seen += len(idx)
-                step += 1
+            loss = train_epoch(
+                network,
+                train,
+                optimizer,
+                settings,
+                order=order,
+                first_step=epoch * batches,
+                total_steps=settings.epochs * batches,
+                device=device,
+            )
             val_accuracy.append(evaluate(network, dataset.val, settings.batch_size, device))
-            train_loss.append(float(loss_sum) / seen)
+            train_loss.append(loss)
             if on_epoch is not None:
                 on_epoch(epoch, val_accuracy[-1], train_loss[-1])
     network.eval()
     return TrainResult(val_accuracy, train_loss, time.perf_counter() - started)
+
+
+def training_state(
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Mapping[str, torch.Generator],
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Everything a run needs to continue bit-exactly from here, as tensors and plain types (so
+    ``torch.load(..., weights_only=True)`` reads it back): weights and buffers, optimizer state,
+    the named generators' states and the global RNG's (dropout; also the GPU's on a GPU)."""
+    device = torch.device(device)
+    return {
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generators": {name: generator.get_state() for name, generator in generators.items()},
+        "torch_rng": torch.random.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def restore_training_state(
+    state: Mapping[str, Any],
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Mapping[str, torch.Generator],
+    device: str | torch.device = "cpu",
+) -> None:
+    """Put back a :func:`training_state` (inside :func:`seeded_rng`, so that the caller's global
+    RNG is restored afterwards). Raises ValueError when it does not fit these objects."""
+    device = torch.device(device)
+    try:
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for name, generator in generators.items():
+            generator.set_state(state["generators"][name])
+        torch.random.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        message = " ".join(str(err).split())[:200]
+        raise ValueError(f"the training state does not fit ({message})") from None
 
 
 def build_trainable(

@@ -38,7 +38,16 @@ def _all_splits(ds: data.Dataset) -> tuple[Split, Split, Split]:
 
 
 def test_dataset_names() -> None:
-    assert DATASET_NAMES == ("animal-mnist", "digits", "npz")
+    assert DATASET_NAMES == (
+        "animal-mnist",
+        "digits",
+        "npz",
+        "cifar10",
+        "cifar100",
+        "tinyimagenet",
+        "dvs128-gesture",
+        "cifar10-dvs",
+    )
 
 
 def test_animal_mnist_shapes_dtypes_and_class_counts(animal: data.Dataset) -> None:

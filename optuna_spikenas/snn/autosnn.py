@@ -6,7 +6,7 @@ networks: ``AutoSNNNetwork`` (one architecture) and ``SuperNetwork`` (all 5^5 = 
 sharing weights), with ``path_state_dict`` / ``SuperNetwork.extract`` linking the two.
 
 Layout of ``autosnn-16`` (C = width = 16), for an image of size S:
-    stem     conv3x3(in -> C) + BN            (computed once: direct encoding) -> PLIF
+    stem     conv3x3(in -> C) + BN            (once per image, or per event frame) -> PLIF
     block1   B(C -> C)                        at S
     maxpool 2
     block2   B(C -> 2C),  block3 B(2C -> 2C)  at S/2
@@ -15,7 +15,9 @@ Layout of ``autosnn-16`` (C = width = 16), for an image of size S:
     maxpool 2
     head     flatten (4C * (S/8)^2) -> linear(-> voters * classes, no bias) -> PLIF -> voting
 The network runs T timesteps; its output is the firing rate of each class's voters, averaged over
-the voters and the timesteps, in [0, 1]. No global pooling.
+the voters and the timesteps, in [0, 1]. No global pooling. Static images ``[B, C, H, W]`` are
+direct-encoded (the same stem output at every step); event frames ``[B, T, C, H, W]`` feed frame t
+at step t (``network.encode_steps``).
 
 Each B is one of:
     skip    identity; where the channels change (block2, block4): conv1x1 + BN + PLIF
@@ -41,6 +43,7 @@ import torch
 from torch import nn
 
 from optuna_spikenas.snn.cell import conv_bn
+from optuna_spikenas.snn.network import encode_steps
 from optuna_spikenas.space import SpaceError
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
@@ -310,9 +313,8 @@ class _AutoSNNBase(nn.Module):
         self.head_neuron = plif()
 
     def _run(self, images: torch.Tensor, blocks: list[nn.Module]) -> torch.Tensor:
-        encoded = self.stem(images)  # direct encoding: the same input current at every step
         total: torch.Tensor | float = 0.0
-        for _ in range(self.timesteps):
+        for encoded in encode_steps(self.stem, images, self.timesteps):
             x = self.stem_neuron(encoded)
             for i, block in enumerate(blocks):
                 x = block(x)
@@ -324,7 +326,8 @@ class _AutoSNNBase(nn.Module):
 
 
 class AutoSNNNetwork(_AutoSNNBase):
-    """One architecture: ``forward(images [B, C, H, W])`` returns firing rates ``[B, classes]``."""
+    """One architecture: ``forward(images)`` returns firing rates ``[B, classes]`` for static
+    images ``[B, C, H, W]`` or event frames ``[B, T, C, H, W]``."""
 
     def __init__(self, arch: AutoSNNArchitecture, macro: AutoSNNMacro) -> None:
         super().__init__(macro)

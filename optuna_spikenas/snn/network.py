@@ -1,11 +1,12 @@
 """Macro networks around searched cells: SNASNet's (CIFAR10, CIFAR100, TinyImageNet) and ``light``.
 
 Read top to bottom: a ``Macro`` says how cells are stacked and what the head is; ``SpikingNetwork``
-runs it for T timesteps with direct encoding (the stem's output is fed identically at every step)
-and averages the output over time.
+runs it for T timesteps and averages the output over time. Static images ``[B, C, H, W]`` are
+direct-encoded (the stem's output is fed identically at every step); event frames
+``[B, T, C, H, W]`` feed frame t, through the stem, at step t (see ``encode_steps``).
 
 Layout, for cells 1..N with widths C, 2C, 4C, ...:
-    stem conv3x3(in -> C, stride s) + BN          (no neuron, computed once)
+    stem conv3x3(in -> C, stride s) + BN          (no neuron; once, or once per event frame)
     cell 1 (C)
     [BN -> LIF -> conv3x3(C_k -> 2 C_k) -> BN -> avgpool 2  -> cell k+1 (2 C_k)]  for k < N
     head:
@@ -87,6 +88,23 @@ MACROS: dict[str, Macro] = {
 }
 
 
+def encode_steps(stem: nn.Module, images: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
+    """The stem's output for each of the ``timesteps`` steps.
+
+    Static images ``[B, C, H, W]`` are direct-encoded: the stem runs once and the same output is
+    fed at every step. Event frames ``[B, T, C, H, W]`` (``T == timesteps``) feed frame t, through
+    the stem, at step t.
+    """
+    if images.dim() != 5:
+        return [stem(images)] * timesteps
+    if images.shape[1] != timesteps:
+        raise ValueError(
+            f"event frames [B, T, C, H, W] have T = {images.shape[1]} but the network runs "
+            f"{timesteps} timesteps; give it as many frames as timesteps"
+        )
+    return [stem(images[:, t]) for t in range(timesteps)]
+
+
 def get_macro(name: str) -> Macro:
     if name not in MACROS:
         raise ValueError(f"unknown macro {name!r}; known: {', '.join(MACROS)}")
@@ -154,9 +172,9 @@ class SpikingNetwork(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        encoded = self.stem(images)  # direct encoding: the same input current at every step
+        """``images``: static ``[B, C, H, W]`` or event frames ``[B, T, C, H, W]``."""
         total: torch.Tensor | float = 0.0
-        for _ in range(self.timesteps):
+        for encoded in encode_steps(self.stem, images, self.timesteps):
             out = self.head(self.body(encoded))
             if self.voters > 1:
                 out = out.view(out.shape[0], -1, self.voters).mean(dim=2)

@@ -1,0 +1,369 @@
+"""Export a found architecture: ``optuna-spikenas export``.
+
+From a study's trial (by default its best feasible one), write into a folder:
+
+- ``architecture.json``: the trial's architecture document (``architecture_file``), taken from
+  the trial's ``architecture.json`` artifact, or, for a trial without artifacts, rebuilt from its
+  user attributes and the study's config (which the storage does not keep: pass it);
+- ``model.py``: a standalone module that builds the same network with PyTorch and SpikingJelly
+  only (``model_template``), with ``weights.pt`` beside it when a state dict is given;
+- ``model.nir`` on request: the network as an NIR graph, through SpikingJelly's NIR exchange,
+  when that can represent it. Today it cannot represent our networks (batch norm, max pooling,
+  the identity of skip edges and the timestep loop are outside it); the export then writes the
+  other files and raises an ``ExportError`` naming what is missing, rather than a partial graph.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+from optuna.trial import FrozenTrial, TrialState
+from spikingjelly.activation_based import functional
+from torch import nn
+
+from optuna_spikenas.architecture_file import (
+    ArchitectureFileError,
+    architecture_record,
+    read_architecture,
+)
+from optuna_spikenas.config import Config
+from optuna_spikenas.dashboard import artifact_dir_for
+from optuna_spikenas.model_template import write_model_py
+from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, build_autosnn
+from optuna_spikenas.snn.network import build_network
+from optuna_spikenas.space import Architecture, SpaceError
+from optuna_spikenas.storage import StorageError, load_study, open_storage, redact
+
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "best_feasible_trial",
+    "build_from_document",
+    "export_trial",
+    "nir_problems",
+    "write_model_py",
+]
+
+ARTIFACT_NAME = "architecture.json"
+NIR_INSTALL = "pip install 'optuna-spikenas[nir]'"
+
+
+class ExportError(ValueError):
+    """The trial cannot be exported as asked; the message (one line) says why."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The files written, and the trial they come from."""
+
+    architecture_json: Path
+    model_py: Path
+    weights: Path | None
+    nir: Path | None
+    trial_number: int
+
+
+def export_trial(
+    storage_url: str,
+    study_name: str,
+    out_dir: str | Path,
+    trial_number: int | None = None,
+    nir: bool = False,
+    weights: str | Path | None = None,
+    config: Config | None = None,
+    artifact_dir: str | Path | None = None,
+) -> ExportResult:
+    """Export trial ``trial_number`` of the study (default: its best feasible trial) into
+    ``out_dir``: ``architecture.json``, ``model.py``, ``weights.pt`` (a copy of ``weights``, a
+    state-dict file checked against the architecture) and with ``nir`` ``model.nir``.
+
+    The document comes from the trial's artifact in ``artifact_dir`` (default: the storage's
+    artifact folder, see ``dashboard.artifact_dir_for``); without one, from the trial's user
+    attributes and ``config``, the study's config."""
+    try:
+        storage = open_storage(storage_url, heartbeat_seconds=None)
+        names = optuna.get_all_study_names(storage)
+        if study_name not in names:
+            known = f"studies there: {', '.join(names)}" if names else "it has no studies"
+            raise ExportError(
+                f"study {study_name!r} does not exist in {redact(storage_url)} ({known})"
+            )
+        study = load_study(storage, study_name, storage_url)
+    except StorageError as err:
+        raise ExportError(str(err)) from None
+    trial = select_trial(study, trial_number)
+    folder = Path(artifact_dir) if artifact_dir is not None else artifact_dir_for(storage_url)
+    document = trial_document(study, trial, folder, config)
+    if nir:
+        _import_nir_exchange()  # fail before writing anything when the extra is missing
+    network = None
+    if weights is not None or nir:
+        network = build_from_document(document)
+        if weights is not None:
+            _load_weights(network, Path(weights))
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    architecture_json = out / "architecture.json"
+    architecture_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    model_py = write_model_py(document, out)
+    weights_pt = None
+    if weights is not None:
+        weights_pt = out / "weights.pt"
+        if Path(weights).resolve() != weights_pt.resolve():
+            shutil.copyfile(weights, weights_pt)
+    nir_path = None
+    if network is not None and nir:
+        nir_path = export_nir(network, document, out / "model.nir")
+    return ExportResult(architecture_json, model_py, weights_pt, nir_path, trial.number)
+
+
+# --- which trial ----------------------------------------------------------------------------
+
+
+def select_trial(study: optuna.Study, trial_number: int | None) -> FrozenTrial:
+    """Trial ``trial_number`` (which must be COMPLETE), or the best feasible trial."""
+    trials = study.get_trials(deepcopy=False)
+    if trial_number is None:
+        best = best_feasible_trial(trials, study.directions[0])
+        if best is None:
+            complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            raise ExportError(
+                f"study {study.study_name!r} has no feasible trial ({len(trials)} trials, "
+                f"{complete} complete); pass --trial N to export another one"
+            )
+        return best
+    found = [t for t in trials if t.number == trial_number]
+    if not found:
+        known = f"trials 0 to {len(trials) - 1}" if trials else "no trials"
+        raise ExportError(f"study {study.study_name!r} has no trial {trial_number} ({known})")
+    trial = found[0]
+    if trial.state != TrialState.COMPLETE:
+        raise ExportError(
+            f"trial {trial_number} of study {study.study_name!r} is {trial.state.name}, "
+            "not COMPLETE; export a complete trial"
+        )
+    return trial
+
+
+def best_feasible_trial(
+    trials: list[FrozenTrial], direction: optuna.study.StudyDirection | str = "maximize"
+) -> FrozenTrial | None:
+    """The feasible trial (COMPLETE, user attribute ``feasible`` true, finite first value) with
+    the best first value (the lowest number among equals), or None."""
+    feasible = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.user_attrs.get("feasible") is True
+        and t.values
+        and math.isfinite(t.values[0])
+    ]
+    if not feasible:
+        return None
+    minimize = str(direction).lower().endswith("minimize")
+    sign = 1.0 if minimize else -1.0
+    return min(feasible, key=lambda t: (sign * t.values[0], t.number))
+
+
+# --- the architecture document --------------------------------------------------------------
+
+
+def trial_document(
+    study: optuna.Study, trial: FrozenTrial, artifact_dir: Path, config: Config | None
+) -> dict[str, Any]:
+    """The trial's architecture document: its artifact, else rebuilt with ``config``."""
+    document = _artifact_document(study, trial, artifact_dir)
+    where = f"the {ARTIFACT_NAME} artifact of trial {trial.number}"
+    if document is None:
+        if config is None:
+            raise ExportError(
+                f"trial {trial.number} has no {ARTIFACT_NAME} artifact in {artifact_dir} (a "
+                "search run with --no-artifacts, or another artifact folder); pass --config "
+                "with the study's config to rebuild it"
+            )
+        document = _document_from_attrs(study, trial, config)
+        where = f"trial {trial.number}'s attributes and the config"
+    try:
+        arch, _, _ = read_architecture(document)
+    except ArchitectureFileError as err:
+        raise ExportError(f"{where}: {err}") from None
+    recorded = trial.user_attrs.get("architecture")
+    if recorded is not None and str(arch) != recorded:
+        raise ExportError(f"{where} describes {arch}, but the trial searched {recorded}")
+    return document
+
+
+def _artifact_document(
+    study: optuna.Study, trial: FrozenTrial, artifact_dir: Path
+) -> dict[str, Any] | None:
+    """The trial's last uploaded ``architecture.json``, or None when there is none."""
+    if not artifact_dir.is_dir():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        metas = get_all_artifact_meta(trial, storage=study._storage)
+    metas = [m for m in metas if m.filename == ARTIFACT_NAME]
+    if not metas:
+        return None
+    store = FileSystemArtifactStore(str(artifact_dir))
+    try:
+        with store.open_reader(metas[-1].artifact_id) as reader:
+            text = reader.read().decode("utf-8")
+    except Exception:  # the store's file is gone (ArtifactNotFound) or unreadable
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ExportError(f"the {ARTIFACT_NAME} artifact of trial {trial.number}: {err}") from None
+
+
+def _document_from_attrs(study: optuna.Study, trial: FrozenTrial, config: Config) -> dict:
+    """The document that ``dashboard.TrialArtifacts`` uploads, from the trial and the config."""
+    from optuna_spikenas.autosnn_objective import AutoSNNObjective
+    from optuna_spikenas.objective import study_dataset, study_macro
+    from optuna_spikenas.supernet import SuperNetSettings, supernet_macro
+
+    attrs = dict(trial.user_attrs)
+    if "architecture" not in attrs:
+        raise ExportError(f"trial {trial.number} has no 'architecture' user attribute")
+    if trial.values and all(math.isfinite(v) for v in trial.values):
+        attrs["values"] = [float(v) for v in trial.values]
+    dataset = study_dataset(config)
+    try:
+        if config.is_autosnn:
+            arch = AutoSNNArchitecture.parse(attrs["architecture"])
+            widths = config.space.widths or (AutoSNNObjective.default_width,)
+            settings = SuperNetSettings(width=widths[0], timesteps=config.supernet.timesteps)
+            macro = supernet_macro(dataset, settings)
+            timesteps = macro.timesteps
+        else:
+            if "num_cells" not in attrs or "width" not in attrs:
+                raise ExportError(f"trial {trial.number} has no num_cells or width attribute")
+            arch = Architecture.parse(attrs["architecture"], attrs["num_cells"], attrs["width"])
+            macro = study_macro(config, dataset)
+            timesteps = config.score.timesteps
+    except SpaceError as err:
+        raise ExportError(
+            f"trial {trial.number}'s architecture {attrs['architecture']!r} is not one of the "
+            f"config's macro {config.space.macro}: {err}"
+        ) from None
+    origin = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "dataset": config.dataset.name,
+        "seed": config.seed,
+    }
+    return architecture_record(arch, macro, timesteps, attrs, origin)
+
+
+def build_from_document(document: dict[str, Any], seed: int | None = None) -> nn.Module:
+    """The package's network of an architecture document (what ``model.py`` builds too)."""
+    arch, macro, timesteps = read_architecture(document)
+    if isinstance(arch, AutoSNNArchitecture):
+        return build_autosnn(arch, macro, seed=seed)
+    return build_network(arch, macro, timesteps, seed=seed)
+
+
+def _load_weights(network: nn.Module, path: Path) -> None:
+    """Load a state-dict file into ``network``, or say why it does not fit."""
+    if not path.is_file():
+        raise ExportError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and unpickler errors vary
+        raise ExportError(f"cannot read weights {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict):
+        raise ExportError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ExportError(f"weights {path} do not fit the architecture: {first}") from None
+
+
+# --- NIR ------------------------------------------------------------------------------------
+
+
+def _import_nir_exchange() -> types.ModuleType:
+    """SpikingJelly's NIR exchange module; it needs the ``nir`` and ``nirtorch`` packages."""
+    try:
+        import nir  # noqa: F401
+        import nirtorch  # noqa: F401
+        from spikingjelly.activation_based import nir_exchange
+    except ImportError as err:
+        package = err.name or "nir"
+        raise ExportError(f"NIR export needs the {package} package: {NIR_INSTALL}") from None
+    return nir_exchange
+
+
+def _nir_supported_types() -> tuple[type, ...]:
+    """The layer types SpikingJelly's NIR exchange maps (its own table)."""
+    from spikingjelly.activation_based.nir_exchange import to_nir
+
+    mapper = to_nir._ModuleMapper.__new__(to_nir._ModuleMapper)  # the table needs no state
+    return tuple(mapper.map_dict)
+
+
+def nir_problems(network: nn.Module) -> list[str]:
+    """What keeps SpikingJelly's NIR exchange from exporting ``network`` whole: the layers it
+    has no mapping for (named with their first module path), and a forward pass that torch.fx
+    cannot trace; empty when the exchange can export it."""
+    from nirtorch.torch_tracer import NIRTorchTracer
+
+    supported = _nir_supported_types()
+    tracer = NIRTorchTracer(supported)  # as the exchange sets it up: its layers are leaves
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    unsupported: dict[str, list[str]] = {}
+    leaves: set[type] = set(supported)
+    skip: list[str] = []  # module paths whose submodules the tracer never sees
+    for name, module in network.named_modules():
+        if any(name.startswith(f"{prefix}.") for prefix in skip):
+            continue
+        if name and tracer.is_leaf_module(module, name) and not isinstance(module, containers):
+            skip.append(name)
+            leaves.add(type(module))
+            if not isinstance(module, supported):
+                unsupported.setdefault(type(module).__name__, []).append(name)
+    problems = []
+    for kind, names in unsupported.items():
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        problems.append(f"{kind} ({names[0]}{more})")
+    if problems:
+        problems = ["it has no mapping for " + ", ".join(problems)]
+    try:
+        NIRTorchTracer(tuple(leaves)).trace(network)
+    except Exception as err:  # torch.fx's TraceError, or whatever the forward raises on proxies
+        problems.append(f"torch.fx cannot trace the forward pass ({err})")
+    finally:
+        functional.reset_net(network)  # no traced values left in the neurons' or cells' state
+    return problems
+
+
+def export_nir(network: nn.Module, document: dict[str, Any], path: Path) -> Path:
+    """Write ``network`` as an NIR graph to ``path``, or raise ``ExportError`` naming what the
+    exchange cannot represent (nothing is written then)."""
+    nir_exchange = _import_nir_exchange()
+    problems = nir_problems(network)
+    if problems:
+        raise ExportError(
+            f"cannot write {path.name} with SpikingJelly's NIR exchange: {'; '.join(problems)}; "
+            f"the other files are in {path.parent}"
+        )
+    macro = document["macro"]
+    example = torch.rand(1, macro["in_channels"], macro["image_size"], macro["image_size"])
+    try:
+        nir_exchange.export_to_nir(network.eval(), example, path)
+    except (NotImplementedError, ValueError, KeyError) as err:
+        raise ExportError(f"cannot write {path.name}: {type(err).__name__}: {err}") from None
+    return path
