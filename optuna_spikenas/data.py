@@ -138,7 +138,8 @@ class Split:
     Attributes:
         images: float32 ``[N, C, H, W]``, normalised per channel: with the train split's mean
             and standard deviation, or with :data:`NORMALISATION`'s constants for the datasets
-            that have them.
+            that have them; event datasets give frame sequences ``[N, T, 2, H, W]``
+            (``event_datasets.py``).
         labels: int64 ``[N]`` class indices.
     """
 

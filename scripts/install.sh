@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs optuna-spikenas and its development tools into ./.venv (idempotent).
+# EXTRAS (default "dev") names the optional extras: the tests use "dev,dvs,nir".
 # torch is installed first from its CPU build; constraints.txt then keeps pip from
 # replacing it with a CUDA build when spikingjelly asks for torchvision.
 set -euo pipefail
@@ -16,12 +17,13 @@ pip_install() {
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# Reinstall whenever the declared dependencies change.
-wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+EXTRAS="${EXTRAS:-dev}"
+# Reinstall whenever the declared dependencies or the extras asked for change.
+wanted=$( (cat pyproject.toml constraints.txt; echo "$EXTRAS") | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/optuna-spikenas ]; then
     echo "Installing optuna-spikenas into .venv (a minute or two on the first run)..."
     pip_install --upgrade pip
     pip_install torch==2.13.0
-    pip_install -c constraints.txt -e '.[dev]'
+    pip_install -c constraints.txt -e ".[$EXTRAS]"
     echo "$wanted" > .venv/.installed
 fi
