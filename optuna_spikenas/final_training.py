@@ -30,9 +30,7 @@ import functools
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -51,6 +49,7 @@ from optuna_spikenas.architecture_file import (
     ArchitectureFileError,
     read_architecture,
 )
+from optuna_spikenas.atomic_file import write_atomically
 from optuna_spikenas.config import Config
 from optuna_spikenas.data import Dataset
 from optuna_spikenas.hardware.imc import imc_report, load_profile
@@ -245,21 +244,6 @@ class Run:
         return data.augment_batch(images, self.plan.augmentation, self.generators["augment"])
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """``write(binary file)`` into a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the outputs private
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_checkpoint(path: Path, epoch: int, run: Run) -> None:
     """Everything needed to continue after ``epoch`` completed epochs (``train.training_state``:
     weights, optimizer, generators, global RNG) with the fingerprint and the history."""
@@ -270,7 +254,7 @@ def write_checkpoint(path: Path, epoch: int, run: Run) -> None:
         "state": training_state(run.network, run.optimizer, run.generators, run.plan.device),
         "history": run.history,
     }
-    _write_atomically(path, lambda f: torch.save(payload, f))
+    write_atomically(path, lambda f: torch.save(payload, f))
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -400,10 +384,10 @@ def train_final(
             )
     result = final_report(run, config, resumed)
     weights = float_state_dict(run.network)
-    _write_atomically(out / WEIGHTS, lambda f: torch.save(weights, f))
+    write_atomically(out / WEIGHTS, lambda f: torch.save(weights, f))
     result["seconds"]["this_call"] = round(time.perf_counter() - started, 3)
     text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
-    _write_atomically(out / RESULT, lambda f: f.write(text.encode()))
+    write_atomically(out / RESULT, lambda f: f.write(text.encode()))
     say(f"test accuracy {result['test_accuracy']:.4f}; wrote {out / RESULT} and {out / WEIGHTS}")
     return FinalTrainingResult(out, total, resumed, out / RESULT, out / WEIGHTS)
 

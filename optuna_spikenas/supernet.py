@@ -29,9 +29,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +40,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from optuna_spikenas.atomic_file import write_atomically
 from optuna_spikenas.data import Dataset, Split
 from optuna_spikenas.snn.autosnn import (
     AUTOSNN_MACROS,
@@ -304,20 +303,6 @@ def _load(path: Path, dataset: Dataset, settings: SuperNetSettings) -> SuperNetw
     return supernet.eval()
 
 
-def _save_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_or_train_supernet(
     dataset: Dataset,
     settings: SuperNetSettings,
@@ -335,7 +320,8 @@ def load_or_train_supernet(
         return supernet
     supernet = train_supernet(dataset, settings, progress)
     state = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
-    _save_atomically(path, {"state_dict": state, "meta": _meta(dataset, settings)})
+    payload = {"state_dict": state, "meta": _meta(dataset, settings)}
+    write_atomically(path, lambda f: torch.save(payload, f))
     if progress is not None:
         progress(f"saved super-network checkpoint {path}")
     return supernet
