@@ -7,17 +7,30 @@ stderr and exit status 2; nothing is written to the study before the inputs are 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
+import signal
+import socket
 import sys
+import threading
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 from optuna_spikenas.architecture_file import ArchitectureFileError
-from optuna_spikenas.config import SAMPLERS, Config, ConfigError, load_config, validate
+from optuna_spikenas.config import (
+    MAX_SEED,
+    SAMPLERS,
+    Config,
+    ConfigError,
+    load_config,
+    validate,
+)
 from optuna_spikenas.dashboard import DEFAULT_HOST, artifact_dir_for
 from optuna_spikenas.data import DatasetError
 from optuna_spikenas.describe import UsageError, describe
@@ -72,6 +85,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     config = with_overrides(load_config(args.config), args)
     search = config.search
     seed = config.seed if args.seed is None else args.seed
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
     if args.threads is not None:
         torch_threads(args.threads)
     storage = open_storage(args.storage, args.storage_class, args.heartbeat)
@@ -86,12 +101,16 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     log = None if args.quiet else progress_line
     from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
     from optuna_spikenas.objective import make_objective  # torch imports: after validation
+    from optuna_spikenas.supernet import SuperNetCheckpointError
 
     artifact_dir = (
         None if args.no_artifacts else args.artifact_dir or artifact_dir_for(args.storage)
     )
     store = None if artifact_dir is None else open_artifact_store(artifact_dir)
-    objective = make_objective(config, log=log)
+    try:
+        objective = make_objective(config, log=log)
+    except SuperNetCheckpointError as err:
+        raise UsageError(str(err)) from None
     if config.search.pruner == "median":
         study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     study.sampler = make_sampler(search.sampler, seed, objective)
@@ -99,6 +118,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise UsageError(
             f"study {args.study_name!r} already has trials made by another sampler; the "
             "cell-by-cell search needs a study of its own (`optuna create-study` a new one)"
+        )
+    if isinstance(study.sampler, CellByCellSampler) and not study.sampler.state(study).phases:
+        raise UsageError(
+            f"no candidate fits the budget: none of the {len(study.sampler.cells)} cells over "
+            f"{', '.join(study.sampler.ops)} fits [budget] as a 2-cell network; loosen the budget"
         )
     if not args.quiet:
         budget = f"{search.n_trials} trials" if search.n_trials else "until the search ends"
@@ -108,14 +132,18 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ctrl_c = CtrlC(objective if store is None else TrialArtifacts(objective, store), study)
     try:
-        study.optimize(
-            objective if store is None else TrialArtifacts(objective, store),
-            n_trials=search.n_trials,
-            timeout=search.timeout,
-            show_progress_bar=not args.quiet and search.sampler != "cellbycell",
-            callbacks=[] if args.quiet or search.sampler != "cellbycell" else [PhaseProgress()],
-        )
+        with ctrl_c:
+            study.optimize(
+                ctrl_c,
+                n_trials=search.n_trials,
+                timeout=search.timeout,
+                show_progress_bar=not args.quiet and search.sampler != "cellbycell",
+                callbacks=[] if args.quiet or search.sampler != "cellbycell" else [PhaseProgress()],
+            )
+        if ctrl_c.pending:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         print("interrupted: every completed trial is saved in the study", file=sys.stderr)
         return 130
@@ -126,6 +154,63 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print_cell_by_cell_result(study, study.sampler)
     print(dashboard_hint(args.storage, artifact_dir))
     return 0
+
+
+class CtrlC(logging.Filter):
+    """The objective of ``optimize``, so that Ctrl-C never leaves a trial RUNNING: a trial whose
+    objective runs is stopped (Optuna marks it failed), and a Ctrl-C that comes while Optuna
+    creates or records a trial waits for the next objective to start, or for the loop to end
+    (a second one does not wait; a trial it leaves RUNNING goes stale with the heartbeat).
+    As a log filter it drops Optuna's report of the stopped trial (a traceback): the command
+    says it was interrupted in one line."""
+
+    def __init__(self, objective: Any, study: optuna.Study) -> None:
+        super().__init__()
+        self.objective, self.study = objective, study
+        self.running = self.pending = self.interrupted = self.reported = False
+        self.log = logging.getLogger("optuna.study._optimize")
+        self.previous: Any = None
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.running = True
+        try:
+            return self.objective(trial)
+        except Exception:
+            if self.interrupted:  # what went wrong after Ctrl-C (e.g. uploading its artifacts)
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            self.running = False
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.running or self.pending:  # a second Ctrl-C does not wait (e.g. for a sampler)
+            self.interrupted = True
+            raise KeyboardInterrupt
+        self.pending = True
+        with contextlib.suppress(RuntimeError):  # outside the optimize loop: nothing to stop
+            self.study.stop()
+
+    def __enter__(self) -> CtrlC:
+        self.log.addFilter(self)
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.log.removeFilter(self)
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.reported = True  # "Trial N failed ... KeyboardInterrupt()" and its traceback
+            return False
+        if self.reported and "failed with value" in record.getMessage():
+            self.reported = False  # "Trial N failed with value None."
+            return False
+        return True
 
 
 def dashboard_hint(storage: str, artifact_dir: str | Path | None) -> str:
@@ -141,6 +226,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     load_study_names(args.storage, args.storage_class)  # a wrong URL: one line, not a server
+    check_port_free(args.host, args.port)  # before the server announces that it listens
     artifact_dir = args.artifact_dir or artifact_dir_for(args.storage)
     try:
         run_dashboard(args.storage, artifact_dir, args.port, args.host, log=progress_line)
@@ -151,6 +237,18 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind to ``host:port`` as the server will (address reuse on, so only a listening socket
+    counts as taken) and let go at once."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as err:
+        raise UsageError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
 
 
 def load_study_names(url: str, storage_class: str | None) -> list[str]:
@@ -248,6 +346,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{list(plan.seeds)}"
         )
     artifact_dir = chosen_artifact_dir(args, storage)
+    from optuna_spikenas.supernet import SuperNetCheckpointError  # torch: after validation
+
     try:
         files = run_comparison(
             config,
@@ -259,6 +359,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             progress_bar=not args.quiet,
             png=not args.no_png,
         )
+    except SuperNetCheckpointError as err:
+        raise UsageError(str(err)) from None
     except KeyboardInterrupt:
         print(
             "interrupted: finished runs are kept in the storage; run the command again to "
@@ -272,6 +374,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"figure: {png}")
     print(dashboard_hint(storage, artifact_dir))
     return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """``describe`` computes from its arguments alone: any ValueError is a bad argument (e.g.
+    images too small for the macro's pooling)."""
+    try:
+        return describe(args)
+    except (*USER_ERRORS, UsageError):
+        raise
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def cmd_analyze_ops(args: argparse.Namespace) -> int:
@@ -421,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timesteps", type=int, default=5, help="timesteps per inference (with --hardware)"
     )
     desc.add_argument("--json", action="store_true")
-    desc.set_defaults(func=describe)
+    desc.set_defaults(func=cmd_describe)
 
     ops = sub.add_parser("analyze-ops", help="SpikeNAS operation analysis: which ops to prune")
     ops.add_argument("--config", required=True, help="study settings (TOML), see studies/")
@@ -444,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_positive(args)
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handler (loading data, ...)
+        print("optuna-spikenas: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ HARDWARE_BUDGETS = ("area_mm2", "latency_ms", "energy_uj")
 FITNESS_OBJECTIVES = ("fitness", "accuracy+spikes")
 SCORE_KINDS = ("sahd", "hamming")
 DEVICES = ("cpu", "cuda", "auto")
+MAX_SEED = 2**32 - 1  # Optuna's samplers (numpy RandomState) take seeds 0 .. 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -234,9 +236,13 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as err:  # a directory, no permission, ...
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text (UTF-8) file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
     try:
@@ -257,7 +263,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(f"[{name}] must be a table")
         sections[name] = _build_section(name, cls, table)
-    config = Config(seed=_int("seed", raw.get("seed", 0), minimum=0), **sections)
+    config = Config(seed=_int("seed", raw.get("seed", 0), minimum=0, maximum=MAX_SEED), **sections)
     validate(config)
     return config
 
@@ -284,17 +290,19 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
         return tuple(items)
     if "tuple[int" in annotation:
         items = value if isinstance(value, list) else [value]
-        minimum = 0 if name.endswith("seeds") else 1
-        return tuple(_int(name, v, minimum=minimum) for v in items)
+        if name.endswith("seeds"):
+            return tuple(_int(name, v, minimum=0, maximum=MAX_SEED) for v in items)
+        return tuple(_int(name, v, minimum=1) for v in items)
     if annotation == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
         return value
     if annotation.startswith("int"):
-        return _int(name, value, minimum=0 if name == "[train] epochs" else 1)
+        zero_allowed = name in ("[train] epochs", "[space] final_pool")  # 0: off, the macro's
+        return _int(name, value, minimum=0 if zero_allowed else 1)
     if annotation.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return float(value)
     if annotation == "str":
         if not isinstance(value, str):
@@ -303,11 +311,13 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
     raise AssertionError(f"unhandled config type {annotation} for {name}")
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
+def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

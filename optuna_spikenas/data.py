@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,7 +239,7 @@ def load_dataset(
     train = scaled[train_idx]
     mean = train.mean(axis=(0, 2, 3), keepdims=True)
     std = train.std(axis=(0, 2, 3), keepdims=True)
-    if np.any(std <= 0.0):
+    if np.any(std < 1e-9):  # a constant channel's std is 0 up to rounding
         raise DatasetError(f"dataset {name!r} has a constant channel in its train split")
     normalised = ((scaled - mean) / std).astype(np.float32)
 
@@ -553,6 +554,8 @@ def _read_user_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a user's ``.npz`` dataset (never unpickled)."""
     if not path.is_file():
         raise DatasetError(f"dataset file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and suggest unpickling
+        raise DatasetError(f"dataset file {path} is not a .npz file (a NumPy zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             images = np.asarray(npz["images"])

@@ -8,7 +8,8 @@ Per trial, in this order:
      built or scored and returns ``-inf`` for every objective;
   3. a candidate whose canonical form already has a completed trial reuses that trial's values
      (``duplicate_of`` says which), so repeated proposals cost nothing and workers agree;
-  4. otherwise the network is built with weights seeded by (study seed, architecture) and scored;
+  4. otherwise the network is built with weights seeded by (study seed, architecture) and scored
+     (a NaN score fails the trial, as Optuna fails any NaN value, and the search goes on);
   5. with ``[train] epochs``, it is then trained with k-bit weights (``quantize.py``) and its
      validation accuracy becomes an objective.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,7 +28,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch.nn.utils import parametrize
 
-from optuna_spikenas.config import Config
+from optuna_spikenas.config import Config, ConfigError
 from optuna_spikenas.data import Dataset, batch_for_scoring, load_dataset
 from optuna_spikenas.hardware.imc import (
     HardwareReport,
@@ -57,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise ConfigError(
             "device 'cuda' was asked for but PyTorch sees no CUDA GPU; use cpu or auto"
         )
     return torch.device(name)
@@ -85,6 +87,28 @@ def study_macro(config: Config, dataset: Dataset) -> Macro:
     if config.space.final_pool:
         macro = replace(macro, final_pool=config.space.final_pool)
     return macro
+
+
+def check_scoring_batches(config: Config, dataset: Dataset) -> None:
+    """Refuse ``[score]`` settings whose scoring batches cannot exist, before allocating them
+    (they stay in memory for the whole search)."""
+    batch_size, repeats, n = config.score.batch_size, config.score.repeats, len(dataset.train)
+    if batch_size > n:
+        raise ConfigError(
+            f"[score] batch_size {batch_size} is larger than the train split of "
+            f"{dataset.name!r} ({n} images); the largest allowed is {n}"
+        )
+    image = dataset.train.images[0]
+    needed = repeats * batch_size * image.numel() * image.element_size()
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system: cannot tell
+        return
+    if needed > memory:
+        raise ConfigError(
+            f"[score] repeats = {repeats:,} batches of batch_size = {batch_size} images need "
+            f"{needed / 1e9:,.1f} GB, more than this machine's {memory / 1e9:,.1f} GB of memory"
+        )
 
 
 CONSTRAINTS = ("memory", "area", "latency", "energy")
@@ -131,6 +155,7 @@ class SpikeNASObjective:
         self.macro = study_macro(config, self.dataset)
         self.device = resolve_device(device or config.score.device)
         self.log = log
+        check_scoring_batches(config, self.dataset)
         self.batches = [
             batch_for_scoring(self.dataset.train, config.score.batch_size, config.seed + r).to(
                 self.device
@@ -171,7 +196,11 @@ class SpikeNASObjective:
         start = time.perf_counter()
         network = self.build(arch)
         with ActivityCounter(network) as counter:  # spikes of the scoring passes, no extra pass
-            score = self.score_network(network, arch)
+            try:
+                score = self.score_network(network, arch)
+            except FloatingPointError as err:  # NaN: Optuna fails the trial, the search goes on
+                trial.set_user_attr("score_error", str(err))
+                return self._values(math.nan, math.nan)
         trial.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
         self._record_spikes(trial, counter.result(), "initial weights, scoring batches")
         if not self.config.train.epochs:

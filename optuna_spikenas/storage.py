@@ -2,17 +2,31 @@
 
 Nothing here creates a database or a study: a wrong URL or study name is an error that says how
 to create the study, never a new empty file.
+
+On RDB storages (SQLite, PostgreSQL, MySQL) every trial has a heartbeat, and a trial whose
+worker died (killed, machine lost) is marked failed when its beats stop and then retried once
+with the same candidate by Optuna's retry callback (:class:`RetryStaleTrial`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import warnings
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
+from optuna.trial import FrozenTrial
 
 STORAGE_CLASSES = ("RDBStorage", "JournalFileBackend", "JournalRedisBackend")
+DEFAULT_RETRIES = 1
+"""How often a trial whose worker died is re-run: once, so that a candidate that kills its worker
+(out of memory, say) costs two workers at most, like the cell-by-cell sampler's two failures
+after which it gives a candidate up."""
+CLAIM_KEYS = ("cellbycell:params", "evolution:params")
+"""System attributes in which our samplers record a trial's candidate before its objective runs
+(``PARAMS_KEY`` of ``samplers/cellbycell.py`` and ``samplers/evolution.py``)."""
 
 
 class StorageError(ValueError):
@@ -24,13 +38,16 @@ def open_storage(
     storage_class: str | None = None,
     heartbeat_seconds: int | None = 10,
     create: bool = False,
+    retries: int = DEFAULT_RETRIES,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL as ``optuna`` CLI accepts it: an RDB URL, a journal file
     path, or a Redis URL; ``storage_class`` names the class when the URL alone is ambiguous.
 
     RDB storages get a heartbeat every ``heartbeat_seconds``: a trial whose worker died (killed,
-    machine lost) is marked failed after two missed beats, and its candidate is tried again.
-    With ``create`` a missing SQLite file (and its folder) is made, as ``compare`` needs.
+    machine lost) is marked failed after two missed beats by the next worker that looks, and
+    re-run with the same candidate up to ``retries`` times (0: never; the cell-by-cell sampler
+    then still hands the candidate to another trial). With ``create`` a missing SQLite file
+    (and its folder) is made, as ``compare`` needs.
     """
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise StorageError(
@@ -63,17 +80,72 @@ def open_storage(
             f"storage {url!r} is neither a database URL (e.g. sqlite:///nas.db) nor an existing "
             "journal file"
         )
+    if retries < 0:
+        raise StorageError(f"retries must not be negative, got {retries}")
     try:
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_seconds or None,
-            grace_period=2 * heartbeat_seconds if heartbeat_seconds else None,
-        )
+        with warnings.catch_warnings():  # heartbeats and retries are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_seconds or None,
+                grace_period=2 * heartbeat_seconds if heartbeat_seconds else None,
+                heartbeat_stale_trial_callback=(
+                    RetryStaleTrial(max_retry=retries) if heartbeat_seconds and retries else None
+                ),
+            )
         if url.startswith("sqlite"):
             _fast_sqlite(storage)
         return storage
+    except ImportError as err:  # no driver for the URL's database
+        hint = ""
+        if url.startswith("postgresql") and not url.startswith("postgresql://"):
+            hint = "; postgresql:// URLs use psycopg 3, which this package installs"
+        raise StorageError(
+            f"cannot open storage {redact(url)}: its database driver is not installed "
+            f"({err.__cause__ or err}){hint}"
+        ) from None
     except Exception as err:  # SQLAlchemy reports bad URLs and unreachable servers variously
         raise StorageError(f"cannot open storage {redact(url)}: {type(err).__name__}") from None
+
+
+class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker died (``RetryHeartbeatStaleTrialCallback``, called
+    ``RetryFailedTrialCallback`` before Optuna 4.9), for trials that had their candidate.
+
+    The retry is a new WAITING trial, run by the next worker that asks for a trial, with the dead
+    trial's parameters, user attributes and system attributes, plus ``failed_trial`` (the first
+    trial of the series: ``RetryHeartbeatStaleTrialCallback.retried_trial_number``) and
+    ``retry_history``. Our samplers see ``failed_trial`` and keep the candidate they recorded
+    (``before_trial``); the objective reuses the score when another worker has meanwhile
+    completed the same candidate, so nothing is scored twice needlessly.
+
+    Two differences from Optuna's callback:
+
+    - A trial that died before it had a candidate (no parameter suggested and no claim of our
+      samplers: it died while its sampler was choosing) is not retried. Its retry would have
+      nothing to re-run, and the cell-by-cell sampler would take it for the retry of a candidate
+      and score a random one in its place; the search goes on without it as without a retry.
+    - Its constraints (system attributes ``constraints:NAME``) are not copied: the objective sets
+      them again, and Optuna ignores (with a warning) a constraint that is already set.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not has_candidate(trial):
+            return
+        trial = copy.copy(trial)
+        trial.system_attrs = {
+            key: value
+            for key, value in trial.system_attrs.items()
+            if not key.startswith("constraints:")
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__call__(study, trial)
+
+
+def has_candidate(trial: FrozenTrial) -> bool:
+    """True when ``trial`` had its candidate: a suggested parameter, or our samplers' claim."""
+    return bool(trial.params) or any(trial.system_attrs.get(key) for key in CLAIM_KEYS)
 
 
 def _fast_sqlite(storage: RDBStorage) -> None:

@@ -8,6 +8,7 @@ import sys
 import optuna
 
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
+from optuna_spikenas.storage import redact
 
 
 def progress_line(message: str) -> None:
@@ -110,4 +111,4 @@ def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
         front = [t for t in study.best_trials if t.user_attrs.get("feasible")]
         print(f"  Pareto front: trials {[t.number for t in front]}")
     command = "best-trial" if len(study.directions) == 1 else "best-trials"
-    print(f"inspect it:  optuna {command} --storage {url} --study-name {study_name}")
+    print(f"inspect it:  optuna {command} --storage {redact(url)} --study-name {study_name}")

@@ -1,0 +1,787 @@
+"""The catalogue of bad input, ``docs/bad-input.md``: every row, run as a user runs it.
+
+Each row of ``ROWS`` is one bad input given to ``optuna-spikenas`` (in-process through
+``cli.main``, and a sample of them as a real subprocess); it must end with exit status 2, exactly
+one line on stderr naming the problem (no traceback), and the study untouched. Inputs that are
+not errors of the command (budgets nothing meets, scores of -inf or NaN) and Ctrl-C have tests of
+their own, named ``test_row_<row>``. The last test checks that the markdown catalogue and these
+tests list the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_spikenas.cli import main
+
+BIN = Path(sys.executable).parent
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
+STUDY = "s"
+PREFIX = "optuna-spikenas: error: "
+DELETE = object()  # a config change that removes the key
+
+BASE: dict[str, Any] = {
+    "seed": 1,
+    "dataset": {"name": "digits"},
+    "space": {"macro": "light", "widths": [4]},
+    "score": {"batch_size": 16, "repeats": 1, "timesteps": 2},
+    "budget": {"max_parameters": 6000},
+    "search": {"n_trials": 3},
+}
+AUTOSNN = {
+    "space": {"macro": "autosnn-16", "widths": [4]},
+    "budget": {"max_parameters": DELETE},
+    "supernet": {
+        "epochs": 1,
+        "batch_size": 32,
+        "timesteps": 2,
+        "max_train_batches": 1,
+        "eval_images": 20,
+    },
+    "fitness": {"reference_spikes": 100.0},
+    "search": {"n_trials": 1},
+}
+GOOD_CELL = "0302 0030 3003 0000"
+PAPER_BLOCKS = "SRB_k5,SRB_k5,skip,SRB_k3,SRB_k5"
+
+
+# --- a workspace: a study made as `optuna create-study` makes it, configs, files ------------
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    return "[" + ", ".join(toml_value(v) for v in value) + "]"
+
+
+def toml_text(config: dict[str, Any]) -> str:
+    lines = [f"{k} = {toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
+    for name, table in config.items():
+        if isinstance(table, dict):
+            lines += [f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if value is DELETE:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Workspace:
+    def __init__(self, root: Path, template: Path) -> None:
+        self.root = root
+        shutil.copyfile(template, root / "nas.db")  # faster than creating it for every row
+        self.url = f"sqlite:///{root / 'nas.db'}"
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def file(self, name: str, content: str | bytes) -> str:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        return str(path)
+
+    def config(self, *changes: dict[str, Any], name: str = "config.toml") -> str:
+        config = BASE
+        for change in changes:
+            config = merged(config, change)
+        return self.file(name, toml_text(config))
+
+    def study(self, name: str, *directions: str) -> str:
+        optuna.create_study(storage=self.url, study_name=name, directions=list(directions))
+        return name
+
+    def optimize(self, *extra: object, config: str | None = None, study: str = STUDY) -> list:
+        config = config or self.config()
+        argv = ["optimize", "--storage", self.url, "--study-name", study, "--config", config]
+        return [*argv, *map(str, extra)]
+
+    def npz(self, name: str, **arrays: np.ndarray) -> str:
+        np.savez(self.root / name, **arrays)
+        return self.path(name)
+
+    def trials(self, study: str = STUDY) -> list[FrozenTrial]:
+        return optuna.load_study(study_name=study, storage=self.url).get_trials()
+
+    def states(self, study: str = STUDY) -> list[str]:
+        """The study's trial states, read straight from the database (quick)."""
+        with sqlite3.connect(self.root / "nas.db") as db:
+            rows = db.execute(
+                "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                "WHERE s.study_name = ? ORDER BY t.number",
+                (study,),
+            )
+            return [state for (state,) in rows]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A database with study ``s`` (maximize), as `optuna create-study` makes it."""
+    path = tmp_path_factory.mktemp("template") / "nas.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=f"sqlite:///{path}", study_name=STUDY, direction="maximize")
+    return path
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, template) -> Workspace:
+    monkeypatch.chdir(tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return Workspace(tmp_path, template)
+
+
+def one_line(err: str) -> str:
+    """The single line a bad input must end with on stderr."""
+    assert "Traceback" not in err, err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    return err.strip()
+
+
+# --- the rows ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    argv: Callable[[Workspace], list]
+    words: tuple[str, ...]  # in the one line on stderr
+    hidden: tuple[str, ...] = ()  # nowhere in the output
+    study: str = STUDY  # the study that must stay empty
+    without_gpu: bool = False  # only meaningful on a machine without CUDA
+
+
+def bad_config(*changes: dict[str, Any]) -> Callable[[Workspace], list]:
+    return lambda ws: ws.optimize(config=ws.config(*changes))
+
+
+def config_file(content: str | bytes) -> Callable[[Workspace], list]:
+    return lambda ws: ws.optimize(config=ws.file("bad.toml", content))
+
+
+def flags(*extra: object) -> Callable[[Workspace], list]:
+    return lambda ws: ws.optimize(*extra)
+
+
+def describe(*args: str) -> Callable[[Workspace], list]:
+    return lambda ws: ["describe", *args]
+
+
+def storage(url: Callable[[Workspace], str], *extra: str) -> Callable[[Workspace], list]:
+    def argv(ws: Workspace) -> list:
+        command = ws.optimize()
+        command[command.index("--storage") + 1] = url(ws)
+        return [*command, *extra]
+
+    return argv
+
+
+def npz_dataset(**arrays: Callable[[], np.ndarray]) -> Callable[[Workspace], list]:
+    def argv(ws: Workspace) -> list:
+        path = ws.npz("data.npz", **{k: make() for k, make in arrays.items()})
+        return ws.optimize(config=ws.config({"dataset": {"name": "npz", "path": path}}))
+
+    return argv
+
+
+def dataset_file(content: bytes) -> Callable[[Workspace], list]:
+    def argv(ws: Workspace) -> list:
+        path = ws.file("data.npz", content)
+        return ws.optimize(config=ws.config({"dataset": {"name": "npz", "path": path}}))
+
+    return argv
+
+
+def cifar(files: dict[str, bytes] | None) -> Callable[[Workspace], list]:
+    """CIFAR-10 from a folder holding ``cifar-10-batches-py/`` with ``files``; ``{}``: an empty
+    folder, None: no folder."""
+
+    def argv(ws: Workspace) -> list:
+        folder = ws.root / "cifar"
+        if files is not None:
+            folder.mkdir()
+        if files:
+            (folder / "cifar-10-batches-py").mkdir()
+            for name, content in files.items():
+                (folder / "cifar-10-batches-py" / name).write_bytes(content)
+        return ws.optimize(config=ws.config({"dataset": {"name": "cifar10", "path": str(folder)}}))
+
+    return argv
+
+
+def images(n: int, size: int = 8, constant: bool = False, dtype=np.uint8) -> Callable:
+    def make() -> np.ndarray:
+        if constant:
+            return np.full((n, size, size), 7, dtype=dtype)
+        return np.random.default_rng(0).integers(0, 255, (n, size, size)).astype(dtype)
+
+    return make
+
+
+def labels(n: int, classes: int = 3) -> Callable[[], np.ndarray]:
+    return lambda: np.arange(n) % classes
+
+
+def architecture_document(ws: Workspace, **changes: Any) -> str:
+    """An ``architecture.json`` as ``export`` writes it (a 2-cell ``light`` network for digits),
+    with ``changes``; a value of DELETE removes the key."""
+    from optuna_spikenas.architecture_file import architecture_record
+    from optuna_spikenas.snn.network import get_macro
+    from optuna_spikenas.space import Architecture
+
+    arch = Architecture.parse(GOOD_CELL, 2, 4)
+    document = architecture_record(arch, get_macro("light").for_data(1, 8, 10), 2)
+    document = merged(document, changes)
+    return ws.file("architecture.json", json.dumps(document))
+
+
+def train(document: Callable[[Workspace], str], *extra: str) -> Callable[[Workspace], list]:
+    def argv(ws: Workspace) -> list:
+        config = ws.config({"train": {"batch_size": 32, "max_train_batches": 2}})
+        command = ["train", "--arch-json", document(ws), "--config", config, "--epochs", "1"]
+        return [*command, "--out", ws.path("trained"), "--device", "cpu", "--quiet", *extra]
+
+    return argv
+
+
+def empty_storage_dashboard(ws: Workspace) -> list:
+    url = f"sqlite:///{ws.path('empty.db')}"
+    optuna.storages.RDBStorage(url)  # a database with no study
+    return ["dashboard", "--storage", url]
+
+
+def cifar_batches(junk: bool) -> dict[str, bytes]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    return {name: b"junk" for name in (names if junk else names[:1])}
+
+
+ROWS: dict[str, Row] = {
+    # config files and values
+    "config-file-missing": Row(
+        lambda ws: ws.optimize(config=ws.path("missing.toml")), ("missing.toml", "does not exist")
+    ),
+    "config-file-is-a-directory": Row(
+        lambda ws: ws.optimize(config=str(ws.root)), ("cannot be read", "Is a directory")
+    ),
+    "config-file-not-text": Row(config_file(b"\xff\xfe\x00seed"), ("not a text (UTF-8) file",)),
+    "config-invalid-toml": Row(config_file("seed = [\n"), ("is not valid TOML",)),
+    "config-unknown-section": Row(
+        config_file("[serach]\nn_trials = 3\n"), ("unknown key(s) serach", "known: seed")
+    ),
+    "config-unknown-key": Row(
+        bad_config({"search": {"n_trails": 3}}), ("[search] unknown key(s) n_trails", "n_trials")
+    ),
+    "config-section-not-a-table": Row(config_file("space = 3\n"), ("[space] must be a table",)),
+    "config-integer-wrong-type": Row(
+        bad_config({"space": {"num_cells": "two"}}),
+        ("[space] num_cells must be an integer", "'two'"),
+    ),
+    "config-integer-is-a-float": Row(
+        bad_config({"search": {"n_trials": 2.5}}), ("[search] n_trials must be an integer", "2.5")
+    ),
+    "config-boolean-wrong-type": Row(
+        bad_config({"space": {"shared_cell": "yes"}}),
+        ("[space] shared_cell must be true or false",),
+    ),
+    "config-number-wrong-type": Row(
+        bad_config({"budget": {"max_parameters": DELETE, "memory_megabytes": "big"}}),
+        ("[budget] memory_megabytes must be a finite number", "'big'"),
+    ),
+    "config-number-infinite": Row(
+        bad_config({"budget": {"area_mm2": math.inf}}),
+        ("[budget] area_mm2 must be a finite number", "inf"),
+    ),
+    "config-number-nan": Row(
+        bad_config({"dataset": {"val_fraction": math.nan}}),
+        ("[dataset] val_fraction must be a finite number", "nan"),
+    ),
+    "config-string-wrong-type": Row(
+        bad_config({"score": {"kind": 3}}), ("[score] kind must be a string",)
+    ),
+    "config-list-wrong-type": Row(
+        bad_config({"search": {"ops": [1, 3]}}), ("[search] ops must be a list of names",)
+    ),
+    "config-unknown-choice": Row(
+        bad_config({"space": {"macro": "huge"}}), ("[space] macro must be one of", "'huge'")
+    ),
+    "config-fraction-out-of-range": Row(
+        bad_config({"dataset": {"val_fraction": 0.9}}),
+        ("[dataset] val_fraction must be between 0 and 0.5", "0.9"),
+    ),
+    "config-zero-timesteps": Row(
+        bad_config({"score": {"timesteps": 0}}), ("[score] timesteps must be at least 1",)
+    ),
+    "config-negative-budget": Row(
+        bad_config({"budget": {"max_parameters": -5}}),
+        ("[budget] max_parameters must be at least 1", "-5"),
+    ),
+    "config-negative-seed": Row(bad_config({"seed": -1}), ("seed must be at least 0",)),
+    "config-seed-too-large": Row(bad_config({"seed": 2**32}), ("seed must be at most 4294967295",)),
+    "config-both-memory-budgets": Row(
+        bad_config({"budget": {"memory_megabytes": 1.0}}),
+        ("max_parameters or memory_megabytes, not both",),
+    ),
+    "config-incompatible-sampler": Row(
+        bad_config({"search": {"sampler": "cellbycell"}}),
+        ("sampler 'cellbycell'", "shared_cell = false"),
+    ),
+    "config-no-stopping-rule": Row(
+        bad_config({"search": {"n_trials": DELETE}}), ("never stops by itself", "--n-trials")
+    ),
+    "config-dataset-path-not-used": Row(
+        bad_config({"dataset": {"path": "data.npz"}}), ("[dataset] path is needed by, and only by",)
+    ),
+    # architecture strings
+    "arch-malformed-cell": Row(
+        describe("--macro", "light", "--arch", "0302 003"), ("malformed cell '0302 003'",)
+    ),
+    "arch-wrong-digit": Row(
+        describe("--macro", "light", "--arch", "0302 0030 3003 0005"),
+        ("unknown operation 5", "zero, skip, conv1x1, conv3x3, avgpool3x3"),
+    ),
+    "arch-not-a-digit": Row(
+        describe("--macro", "light", "--arch", "0302 0030 3003 000x"), ("malformed cell",)
+    ),
+    "arch-self-edge": Row(
+        describe("--macro", "light", "--arch", "1302 0030 3003 0000"), ("diagonal entry 00",)
+    ),
+    "arch-two-directions": Row(
+        describe("--macro", "light", "--arch", "0302 3030 3003 0000"),
+        ("node pair 01", "both a forward and a backward edge"),
+    ),
+    "arch-wrong-number-of-cells": Row(
+        describe("--macro", "light", "--num-cells", "2", "--arch", " / ".join([GOOD_CELL] * 3)),
+        ("architecture has 3 cells but the macro has 2",),
+    ),
+    "arch-empty": Row(describe("--macro", "light", "--arch", ""), ("malformed cell ''",)),
+    "arch-too-many-cells-for-images": Row(
+        describe("--macro", "light", "--arch", GOOD_CELL, "--num-cells", "40"),
+        ("too small for 40 cells",),
+    ),
+    "autosnn-too-few-blocks": Row(
+        describe("--macro", "autosnn-16", "--arch", "SRB_k5,SRB_k5,skip,SRB_k3"),
+        ("5 comma-separated blocks, got 4",),
+    ),
+    "autosnn-unknown-block": Row(
+        describe("--macro", "autosnn-16", "--arch", "SRB_k7,SRB_k5,skip,SRB_k3,SRB_k5"),
+        ("unknown block 'SRB_k7' at position 1", "SRB_k5"),
+    ),
+    "autosnn-cell-string": Row(
+        describe("--macro", "autosnn-16", "--arch", GOOD_CELL), ("5 comma-separated blocks",)
+    ),
+    "autosnn-blocks-for-a-cell-macro": Row(
+        describe("--macro", "light", "--arch", PAPER_BLOCKS), ("malformed cell",)
+    ),
+    "autosnn-image-too-small": Row(
+        describe("--macro", "autosnn-16", "--arch", PAPER_BLOCKS, "--image-size", "4"),
+        ("4x4 images are too small", "at least 8x8"),
+    ),
+    # budgets nothing can meet
+    "budget-cellbycell-nothing-fits": Row(
+        bad_config(
+            {
+                "space": {"num_cells": [2, 3], "shared_cell": False},
+                "budget": {"max_parameters": 10},
+                "search": {"sampler": "cellbycell", "n_trials": DELETE},
+            }
+        ),
+        ("no candidate fits the budget", "64 cells over skip, conv3x3"),
+    ),
+    # datasets
+    "dataset-npz-missing": Row(
+        bad_config({"dataset": {"name": "npz", "path": "/no/such.npz"}}),
+        ("dataset file /no/such.npz does not exist",),
+    ),
+    "dataset-npz-not-a-zip": Row(dataset_file(b"garbage\n"), ("is not a .npz file",)),
+    "dataset-npz-wrong-arrays": Row(
+        npz_dataset(x=images(10)), ("needs arrays 'images' and 'labels'",)
+    ),
+    "dataset-npz-float-images": Row(
+        npz_dataset(images=images(30, dtype=np.float32), labels=labels(30)),
+        ("'images' must be uint8", "float32"),
+    ),
+    "dataset-npz-constant-images": Row(
+        npz_dataset(images=images(30, constant=True), labels=labels(30)), ("constant channel",)
+    ),
+    "dataset-npz-too-few-images": Row(
+        npz_dataset(images=images(3), labels=labels(3)), ("split would be empty",)
+    ),
+    "dataset-cifar-folder-missing": Row(
+        cifar(None), ("CIFAR-10 dataset path", "does not exist", "cifar.html")
+    ),
+    "dataset-cifar-folder-empty": Row(cifar({}), ("no CIFAR-10 in", "cifar-10-batches-py")),
+    "dataset-cifar-download-incomplete": Row(
+        cifar(cifar_batches(junk=False)), ("data_batch_2 is missing",)
+    ),
+    "dataset-cifar-file-corrupted": Row(
+        cifar(cifar_batches(junk=True)), ("data_batch_1 is truncated or corrupted",)
+    ),
+    # storages and studies
+    "storage-unknown-scheme": Row(storage(lambda ws: "foo://bar/baz"), ("foo://bar/baz",)),
+    "storage-sqlite-file-missing": Row(
+        storage(lambda ws: f"sqlite:///{ws.root / 'missing.db'}"),
+        ("missing.db does not exist", "optuna create-study"),
+    ),
+    "storage-sqlite-not-a-database": Row(
+        storage(lambda ws: f"sqlite:///{ws.file('garbage.db', b'not sqlite' * 100)}"),
+        ("garbage.db",),
+    ),
+    "storage-postgres-unreachable": Row(
+        storage(lambda ws: "postgresql://u:secret@127.0.0.1:1/db"),
+        ("127.0.0.1",),
+        hidden=("secret",),
+    ),
+    "storage-journal-file-missing": Row(
+        storage(lambda ws: ws.path("missing.log"), "--storage-class", "JournalFileBackend"),
+        ("journal file", "missing.log does not exist"),
+    ),
+    "storage-neither-url-nor-file": Row(
+        storage(lambda ws: "nonsense"), ("neither a database URL",)
+    ),
+    "study-missing": Row(
+        lambda ws: ws.optimize(study="nope"), ("study 'nope' does not exist", "studies there: s")
+    ),
+    "study-other-direction": Row(
+        lambda ws: ws.optimize(study=ws.study("m", "minimize")),
+        ("has directions ['minimize']", "maximize"),
+        study="m",
+    ),
+    "study-one-direction-for-two-objectives": Row(
+        bad_config({"train": {"epochs": 1}}), ("--directions maximize maximize",)
+    ),
+    "dashboard-empty-storage": Row(empty_storage_dashboard, ("has no studies yet",)),
+    # scores and memory
+    "score-batch-larger-than-split": Row(
+        bad_config({"score": {"batch_size": 100_000}}),
+        ("[score] batch_size 100000 is larger than the train split of 'digits'",),
+    ),
+    "score-repeats-out-of-memory": Row(
+        bad_config({"score": {"repeats": 10**12}}), ("[score] repeats", "more than this machine")
+    ),
+    "score-device-cuda-without-gpu": Row(
+        flags("--device", "cuda"), ("device 'cuda'", "no CUDA GPU"), without_gpu=True
+    ),
+    # architecture files for `train`
+    "train-arch-json-missing": Row(
+        train(lambda ws: ws.path("missing.json")), ("missing.json", "No such file")
+    ),
+    "train-arch-json-not-json": Row(
+        train(lambda ws: ws.file("architecture.json", "{architecture")), ("is not JSON",)
+    ),
+    "train-arch-json-not-an-architecture": Row(
+        train(lambda ws: ws.file("architecture.json", '{"hello": 1}')),
+        ("not an architecture document",),
+    ),
+    "train-arch-json-bad-architecture": Row(
+        train(lambda ws: architecture_document(ws, architecture="0302 0030")),
+        ("architecture document", "malformed cell '0302 0030'"),
+    ),
+    "train-arch-json-bad-timesteps": Row(
+        train(lambda ws: architecture_document(ws, timesteps=0)),
+        ("timesteps must be a positive integer",),
+    ),
+    # the other commands and flags
+    "export-missing-trial": Row(
+        lambda ws: [
+            "export",
+            "--storage",
+            ws.url,
+            "--study-name",
+            STUDY,
+            "--trial",
+            "999",
+            "--out",
+            ws.path("exported"),
+        ],
+        ("study 's' has no trial 999",),
+    ),
+    "export-missing-study": Row(
+        lambda ws: [
+            "export",
+            "--storage",
+            ws.url,
+            "--study-name",
+            "nope",
+            "--out",
+            ws.path("exported"),
+        ],
+        ("study 'nope' does not exist",),
+    ),
+    "compare-sampler-twice": Row(
+        lambda ws: [
+            "compare",
+            "--config",
+            ws.config({"compare": {"samplers": ["tpe", "random", "tpe"]}}),
+            "--out",
+            ws.path("report"),
+        ],
+        ("[compare] samplers lists a sampler twice", "['tpe', 'random', 'tpe']"),
+    ),
+    "compare-unknown-sampler": Row(
+        lambda ws: [
+            "compare",
+            "--config",
+            ws.config({"compare": {"samplers": ["tpe", "bogus"]}}),
+            "--out",
+            ws.path("report"),
+        ],
+        ("[compare] samplers must be one of", "'bogus'"),
+    ),
+    "dashboard-port-out-of-range": Row(
+        lambda ws: ["dashboard", "--storage", ws.url, "--port", "70000"],
+        ("--port must be between 1 and 65535",),
+    ),
+    "n-trials-zero": Row(flags("--n-trials", 0), ("--n-trials must be positive, got 0",)),
+    "n-trials-negative": Row(flags("--n-trials", -3), ("--n-trials must be positive, got -3",)),
+    "threads-zero": Row(flags("--threads", 0), ("--threads must be positive, got 0",)),
+    "seed-negative": Row(flags("--seed", -1), ("--seed must be between 0 and 4294967295",)),
+    "seed-too-large": Row(flags("--seed", 2**32), ("--seed must be between 0 and 4294967295",)),
+    "timeout-negative": Row(flags("--timeout", -1), ("--timeout must be positive",)),
+    "heartbeat-zero": Row(flags("--heartbeat", 0), ("--heartbeat must be positive",)),
+}
+
+
+def check_row(row: Row, code: int, out: str, err: str, ws: Workspace) -> None:
+    assert code == 2, err
+    line = one_line(err)
+    assert line.startswith(PREFIX), line
+    for word in row.words:
+        assert word in line, line
+    for word in row.hidden:
+        assert word not in out + err
+    assert ws.states(row.study) == []  # refused before any trial
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_rows(name, ws, capsys):
+    row = ROWS[name]
+    if row.without_gpu and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    argv = row.argv(ws)
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    check_row(row, code, out, err, ws)
+
+
+AS_A_USER = (
+    "config-invalid-toml",
+    "config-file-is-a-directory",
+    "arch-wrong-digit",
+    "autosnn-unknown-block",
+    "dataset-cifar-folder-missing",
+    "storage-postgres-unreachable",
+    "seed-negative",
+)
+
+
+def run(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    """An installed command, as a user runs it."""
+    return subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"OMP_NUM_THREADS": "1", "PATH": str(BIN)},
+    )
+
+
+@pytest.mark.parametrize("name", AS_A_USER)
+def test_rows_as_a_user_runs_them(name, ws):
+    row = ROWS[name]
+    done = run(BIN / "optuna-spikenas", *row.argv(ws))
+    check_row(row, done.returncode, done.stdout, done.stderr, ws)
+
+
+# --- rows with tests of their own --------------------------------------------------------------
+
+
+def test_row_budget_nothing_fits(ws, capsys):
+    """Every trial over budget: the search runs, each trial is complete and infeasible with its
+    constraint recorded, and the summary says that nothing feasible was found."""
+    config = ws.config({"budget": {"max_parameters": 10}})
+    assert main(ws.optimize("--quiet", "--no-artifacts", config=config)) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "3 trials: 0 scored, 0 duplicates reused, 3 invalid or over budget" in out
+    assert "no feasible architecture was found; loosen the budget" in out
+    trials = ws.trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for trial in trials:
+        assert trial.value == -math.inf and trial.user_attrs["feasible"] is False
+        assert "memory" in trial.user_attrs["broken_budgets"]
+        assert trial.constraints["memory"] > 0
+
+
+def test_row_score_minus_inf(ws, capsys):
+    """Identical images: every network's spike patterns are identical, the kernel is singular
+    and the score is -inf. The trials are complete and feasible, the search goes on."""
+    same = np.repeat(images(1)()[:1], 60, axis=0)
+    path = ws.npz("same.npz", images=same, labels=labels(60)())
+    config = ws.config({"dataset": {"name": "npz", "path": path}, "score": {"batch_size": 8}})
+    assert main(ws.optimize("--quiet", "--no-artifacts", config=config)) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert "3 trials: 3 scored" in out
+    trials = ws.trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(t.value == -math.inf and t.user_attrs["feasible"] for t in trials)
+
+
+def test_row_score_nan(ws, capfd, monkeypatch):
+    """A scorer that returns NaN: each such trial fails (Optuna's rule for a NaN value) with
+    the reason in ``score_error``, and the search goes on to its last trial."""
+    from optuna_spikenas import objective
+
+    monkeypatch.setattr(objective, "sahd_score", lambda *args, **kwargs: math.nan)
+    assert main(ws.optimize("--quiet", "--no-artifacts")) == 0
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err
+    trials = ws.trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert all(t.user_attrs["score_error"].endswith("is NaN") for t in trials)
+
+
+def test_row_supernet_checkpoint_corrupted(ws, capsys):
+    """A truncated super-network checkpoint: refused with its name before any trial."""
+    config = ws.config(AUTOSNN, {"supernet": {"checkpoint_dir": ws.path("checkpoints")}})
+    assert main(ws.optimize("--quiet", "--no-artifacts", config=config)) == 0
+    before = [(t.number, t.state) for t in ws.trials()]
+    assert before == [(0, TrialState.COMPLETE)]
+    (checkpoint,) = (ws.root / "checkpoints").glob("*.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(ws.optimize("--quiet", "--no-artifacts", config=config)) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(checkpoint) in line and "unusable" in line and "delete it to retrain" in line
+    assert [(t.number, t.state) for t in ws.trials()] == before
+
+
+def test_row_train_checkpoint_corrupted(ws, capsys):
+    """``train`` after an interruption finds a damaged checkpoint: refused, the file is kept."""
+    argv = train(architecture_document)(ws)
+    assert main(argv) == 0
+    checkpoint = ws.root / "trained" / "checkpoint.pt"
+    damaged = checkpoint.read_bytes()[:50]
+    checkpoint.write_bytes(damaged)
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "2"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "checkpoint" in line and "cannot be read" in line and "use --fresh" in line
+    assert checkpoint.read_bytes() == damaged
+
+
+def test_row_dashboard_port_in_use(ws):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(
+            BIN / "optuna-spikenas", "dashboard", "--storage", ws.url, "--port", port, timeout=60
+        )
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert f"cannot serve on 127.0.0.1:{port}" in line and "Address already in use" in line
+
+
+def completed(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
+        ).fetchone()[0]
+
+
+def test_row_sigint_during_search(ws):
+    """Ctrl-C in the middle of a search: exit 130, one line, completed trials kept, the trial it
+    stopped failed, none left RUNNING."""
+    process = subprocess.Popen(
+        [str(BIN / "optuna-spikenas"), *ws.optimize("--n-trials", 500, "--quiet")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": str(BIN)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while completed(ws.root / "nas.db") < 2:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert one_line(err) == "interrupted: every completed trial is saved in the study"
+    states = [t.state for t in ws.trials()]
+    assert TrialState.RUNNING not in states and states.count(TrialState.COMPLETE) >= 2
+    assert set(states) <= {TrialState.COMPLETE, TrialState.FAIL}
+    assert states.count(TrialState.FAIL) <= 1
+
+
+def test_row_sigint_before_search(ws, capsys, monkeypatch):
+    """Ctrl-C while the data loads or the super-network trains: exit 130, one line."""
+    from optuna_spikenas import objective
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(objective, "make_objective", interrupted)
+    capsys.readouterr()
+    assert main(ws.optimize()) == 130
+    assert one_line(capsys.readouterr().err) == "optuna-spikenas: interrupted"
+    assert ws.states() == []
+
+
+# --- the catalogue and the tests list the same rows ----------------------------------------------
+
+
+def rows_under_test() -> set[str]:
+    own = {
+        name.removeprefix("test_row_").replace("_", "-")
+        for name in globals()
+        if name.startswith("test_row_")
+    }
+    return set(ROWS) | own
+
+
+def test_catalogue_lists_exactly_the_tested_rows():
+    found = re.findall(r"^\| `([a-z0-9-]+)`( †)? \|", DOC.read_text(), flags=re.MULTILINE)
+    rows = [row for row, _ in found]
+    assert len(rows) == len(set(rows)), "a row is listed twice"
+    assert len(rows) >= 25
+    assert set(rows) == rows_under_test()
+    assert {row for row, dagger in found if dagger} == set(AS_A_USER)  # † rows: subprocess too
