@@ -251,3 +251,24 @@ def test_a_worker_killed_while_its_sampler_chooses_leaves_a_stale_trial(tmp_path
         optuna.storages.fail_stale_trials(study)
     state = optuna.load_study(study_name="s", storage=url).trials[trial.number].state
     assert state == optuna.trial.TrialState.FAIL
+
+
+def test_a_slot_with_a_retry_still_pending_is_not_settled():
+    """Two failures settle a slot only when no retry of it is waiting or running: a retry that
+    completed after its phase closed would change that phase's winner."""
+    from optuna_spikenas.samplers.cellbycell import MAX_FAILURES, _is_settled
+
+    def attempt(state):
+        return optuna.trial.create_trial(state=state, values=[1.0] if state.is_finished()
+                                         and state == optuna.trial.TrialState.COMPLETE else None)
+
+    fail, waiting, running, complete = (
+        attempt(s) for s in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING,
+                             optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)
+    )
+    failures = [fail] * MAX_FAILURES
+    assert _is_settled(failures)
+    assert not _is_settled([*failures, waiting])
+    assert not _is_settled([*failures, running])
+    assert _is_settled([*failures, running, complete])  # a result settles it at once
+    assert not _is_settled([fail])

@@ -323,9 +323,13 @@ def _attempts_by_slot(trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTri
 
 
 def _is_settled(tried: Sequence[FrozenTrial]) -> bool:
-    """A slot is settled when it has a result, or has failed too often to try again."""
+    """A slot is settled when it has a result, or has failed too often to try again and no
+    attempt (e.g. a retry queued by the heartbeat callback) is still waiting or running: one
+    that completed later would otherwise change the winner of a phase already closed."""
     if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in tried):
         return True
+    if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in tried):
+        return False
     return sum(t.state == TrialState.FAIL for t in tried) >= MAX_FAILURES
 
 
