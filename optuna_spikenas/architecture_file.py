@@ -107,7 +107,8 @@ def read_architecture(
             f"optuna-spikenas reads version {VERSION}"
         )
     kind = document.get("search_space")
-    macro_class = {SNASNET_CELLS: Macro, AUTOSNN_BLOCKS: AutoSNNMacro}.get(kind)
+    classes = {SNASNET_CELLS: Macro, AUTOSNN_BLOCKS: AutoSNNMacro}
+    macro_class = classes.get(kind) if isinstance(kind, str) else None
     if macro_class is None:
         raise ArchitectureFileError(
             f"unknown search_space {kind!r}; known: {SNASNET_CELLS}, {AUTOSNN_BLOCKS}"
@@ -135,6 +136,15 @@ def _macro(macro_class: type, values: Any) -> Macro | AutoSNNMacro:
     unknown = sorted(set(values) - names)
     if unknown:
         raise ArchitectureFileError(f"macro has unknown keys: {', '.join(unknown)}")
+    for f in fields(macro_class):  # JSON gives any type: check before the macro uses them
+        value = values.get(f.name)
+        wanted = {"int": int, "str": str}.get(str(f.type))
+        if (
+            f.name in values
+            and wanted
+            and (isinstance(value, bool) or not isinstance(value, wanted))
+        ):
+            raise ArchitectureFileError(f"macro {f.name} must be {str(f.type)}, got {value!r}")
     try:
         return macro_class(**values)
     except (TypeError, ValueError) as err:

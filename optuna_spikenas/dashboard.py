@@ -66,7 +66,14 @@ class TrialArtifacts:
             return values
         finally:
             if "architecture" in trial.user_attrs:
-                self.upload(trial, values)
+                try:
+                    self.upload(trial, values)
+                except Exception as err:  # never hide the trial's own error, nor lose its result
+                    warnings.warn(
+                        f"trial {trial.number}: artifacts not uploaded ({type(err).__name__}: "
+                        f"{err})",
+                        stacklevel=2,
+                    )
 
     def upload(self, trial: optuna.Trial, values: float | Sequence[float] | None) -> None:
         """Upload the two artifacts of ``trial``, whose objective returned ``values``."""
