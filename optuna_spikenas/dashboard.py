@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -254,7 +253,3 @@ def run_dashboard(
             log(f"warning: listening on {host}: anyone who reaches this address sees the studies")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_server(storage, host=host, port=port, artifact_store=store)
-
-
-def print_line(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
