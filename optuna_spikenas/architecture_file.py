@@ -38,6 +38,7 @@ MEASURED_ATTRS = (
     "energy_uj",
     "hardware_profile",
     "spikes_per_image",
+    "neuron_spikes_per_image",
     "synops_per_image",
     "synops_energy_uj",
     "duplicate_of",

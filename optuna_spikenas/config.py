@@ -8,7 +8,8 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     [score]    kind, batch_size, repeats, timesteps, device
     [budget]   weight_bits, max_parameters | memory_megabytes, area_mm2, latency_ms, energy_uj
     [hardware] profile, measure_activity
-    [train]    epochs, objectives, batch_size, optimizer, lr, min_lr, momentum, max_train_batches
+    [train]    epochs, objectives, batch_size, optimizer, lr, min_lr, momentum, weight_decay,
+               max_train_batches
     [search]   sampler, n_trials, timeout, ops, reuse_scores, pruner
     [supernet] epochs, batch_size, lr, timesteps, train_fraction, max_train_batches,
                eval_images, checkpoint_dir                                  (AutoSNN macros)
@@ -121,6 +122,7 @@ class TrainConfig:
     lr: float = 0.005
     min_lr: float = 0.0
     momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # L2 penalty of the optimizer; SNASNet's recipe: 5e-4
     max_train_batches: int | None = None  # cap per epoch, for quick runs
 
     @property
@@ -140,7 +142,7 @@ class SupernetConfig:
     timesteps: int = 8
     train_fraction: float = 0.8  # of the train split; the rest is the search's held-out part
     max_train_batches: int | None = None
-    eval_images: int = 500  # held-out images per evaluated architecture
+    eval_images: int | None = None  # held-out images per evaluated architecture; None: all
     checkpoint_dir: str = "checkpoints"  # reused by later searches with the same settings
 
 
@@ -384,6 +386,8 @@ def _check_train(config: Config) -> None:
         raise ConfigError(f"[train] needs 0 <= min_lr <= lr, lr > 0; got {train.min_lr} {train.lr}")
     if not 0 <= train.momentum < 1:
         raise ConfigError(f"[train] momentum must be in [0, 1), got {train.momentum}")
+    if not train.weight_decay >= 0:
+        raise ConfigError(f"[train] weight_decay must be 0 or positive, got {train.weight_decay}")
     if config.search.pruner != "none" and train.directions != ("maximize",):
         raise ConfigError(
             "[search] pruner needs one objective: Optuna cannot prune multi-objective trials; "

@@ -16,11 +16,12 @@
   accuracy (measured once, at the end; with k-bit weights also that of the float weights), spikes
   per test image, parameters, memory and, for SNASNet cells, the IMC hardware costs.
 
-The recipe: SNASNet cells train with the config's ``[train]`` optimizer, lr, min_lr, momentum and
-batch_size (a cosine schedule over every step of the run) and cross-entropy; SNASNet's own values
-are SGD, lr 0.1, momentum 0.9, min_lr 0.001, batch 64. AutoSNN block architectures train with
-AutoSNN's: Adam at a constant ``[supernet] lr`` (1e-3), batches of ``[supernet] batch_size`` (96),
-MSE between output firing rates and one-hot labels. Both use ``[train] max_train_batches``.
+The recipe: SNASNet cells train with the config's ``[train]`` optimizer, lr, min_lr, momentum,
+weight_decay and batch_size (a cosine schedule over every step of the run) and cross-entropy;
+SNASNet's own values are SGD, lr 0.1, momentum 0.9, weight decay 5e-4, min_lr 0.001, batch 64.
+AutoSNN block architectures train with AutoSNN's: Adam at a constant ``[supernet] lr`` (1e-3),
+batches of ``[supernet] batch_size`` (96), MSE between output firing rates and one-hot labels.
+Both use ``[train] max_train_batches``.
 Epochs: ``epochs`` or ``[train] epochs``; weights: ``weight_bits`` or ``[budget] weight_bits``.
 """
 
@@ -139,6 +140,7 @@ def recipe(
                 lr=train.lr,
                 min_lr=train.min_lr,
                 momentum=train.momentum,
+                weight_decay=train.weight_decay,
                 optimizer=train.optimizer,
                 weight_bits=bits,
                 loss="cross-entropy",

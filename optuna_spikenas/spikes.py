@@ -5,8 +5,10 @@ layer of a network while the caller runs it (a scoring pass, an evaluation, ...)
 costs no extra forward pass:
 
 * **spikes**: the sum of every neuron's output over all timesteps, per neuron layer (named as
-  in ``network.named_modules()``) and in total, divided by the images the network was given:
-  spikes per image, AutoSNN's measure.
+  in ``network.named_modules()``), plus the sum of every max-pooled spike map (a ``MaxPool2d``
+  whose input is binary), divided by the images the network was given: spikes per image,
+  AutoSNN's measure (its ``SpikingMaxPool2d`` counts the pooled maps). ``neuron_spikes`` leaves
+  the pooled maps out.
 * **synaptic operations** (SynOps, accumulates): a conv or linear layer whose input is binary
   (spikes) does one accumulate per input spike and per synapse it drives: ``Cout * kh * kw /
   (stride_h * stride_w)`` for a conv (border positions where the kernel hangs over the padding
@@ -23,7 +25,7 @@ computing chip's energy is ``hardware/imc.py``'s.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import torch
@@ -49,13 +51,20 @@ class Activity:
     """What a network did per image, averaged over the images it was run on."""
 
     images: int
-    spikes_by_layer: dict[str, float]
+    spikes_by_layer: dict[str, float]  # neuron layers
     synops: float
     macs: float
+    pooled_spikes_by_layer: dict[str, float] = field(default_factory=dict)  # max-pools of spikes
+
+    @property
+    def neuron_spikes(self) -> float:
+        """Spikes emitted by the neuron layers."""
+        return sum(self.spikes_by_layer.values())
 
     @property
     def spikes(self) -> float:
-        return sum(self.spikes_by_layer.values())
+        """AutoSNN's count: the neurons' spikes and the max-pooled spike maps."""
+        return self.neuron_spikes + sum(self.pooled_spikes_by_layer.values())
 
     def energy_uj(self, weight_bits: int = 32) -> float:
         """Digital SynOp energy per image, in µJ."""
@@ -64,14 +73,19 @@ class Activity:
 
     def as_user_attrs(self, weight_bits: int = 32) -> dict[str, object]:
         """JSON-safe trial attributes: spikes per image (total and per layer), SynOps, energy."""
-        return {
+        attrs: dict[str, object] = {
             "spikes_per_image": self.spikes,
+            "neuron_spikes_per_image": self.neuron_spikes,
             "spikes_by_layer": {k: round(v, 3) for k, v in self.spikes_by_layer.items()},
             "synops_per_image": round(self.synops, 1),
             "macs_per_image": round(self.macs, 1),
             "synops_energy_uj": round(self.energy_uj(weight_bits), 6),
             "synops_energy_convention": f"Horowitz 45 nm, {energy_kind(weight_bits)}",
         }
+        if self.pooled_spikes_by_layer:
+            pooled = {k: round(v, 3) for k, v in self.pooled_spikes_by_layer.items()}
+            attrs["pooled_spikes_by_layer"] = pooled
+        return attrs
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -89,6 +103,7 @@ class ActivityCounter:
         self.network = network
         self.images = 0
         self.spikes: dict[str, float] = {}
+        self.pooled: dict[str, float] = {}
         self.synops = 0.0
         self.macs = 0.0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -99,6 +114,8 @@ class ActivityCounter:
             if isinstance(module, neuron.BaseNode):
                 self.spikes[name] = 0.0
                 self._handles.append(module.register_forward_hook(self._spike_hook(name)))
+            elif isinstance(module, nn.MaxPool2d):
+                self._handles.append(module.register_forward_hook(self._pool_hook(name)))
             elif isinstance(module, nn.Conv2d | nn.Linear):
                 self._handles.append(module.register_forward_hook(self._synapse_hook))
         return self
@@ -119,6 +136,13 @@ class ActivityCounter:
     def _spike_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             self.spikes[name] += float(output.detach().sum())
+
+        return hook
+
+    def _pool_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if _is_binary(inputs[0]):  # a pooled spike map; pooled real values are not spikes
+                self.pooled[name] = self.pooled.get(name, 0.0) + float(output.detach().sum())
 
         return hook
 
@@ -144,6 +168,7 @@ class ActivityCounter:
             spikes_by_layer={k: v / n for k, v in self.spikes.items()},
             synops=self.synops / n,
             macs=self.macs / n,
+            pooled_spikes_by_layer={k: v / n for k, v in self.pooled.items()},
         )
 
 

@@ -7,20 +7,28 @@ search's own train / held-out parts out of the dataset's train split, ``train_su
 ``fitness`` / ``reference_spikes`` turn those into AutoSNN's spike-aware score.
 
 The recipe (Na et al. 2022): Adam (lr 1e-3), batch 96, loss MSE between the output firing rates
-and one-hot labels, ``functional.reset_net`` after every batch; the paper trains 600 epochs, our
-CPU default is far shorter (``epochs``). BatchNorm running statistics are shared by all paths, as
-every other weight, and paths are evaluated in eval mode.
+and one-hot labels, ``functional.reset_net`` after every batch, training images randomly cropped
+and flipped where the dataset is trained with augmentation (CIFAR, TinyImageNet: its
+``augmentation``); the paper trains 600 epochs, our CPU default is far shorter (``epochs``).
+BatchNorm running statistics are shared by all paths, as every other weight, and paths are
+evaluated in eval mode on the whole held-out part by default, unaugmented.
+
+Spikes, as AutoSNN counts them for its fitness: every neuron's output and every max-pooled spike
+map (its ``SpikingMaxPool2d`` counts the pooled map), all timesteps, per image
+(``PathResult.spikes_per_image``); ``neuron_spikes_per_image`` counts the neurons only.
 
 Determinism: the initial weights come from ``torch.manual_seed(seed)`` inside
 ``torch.random.fork_rng`` (the caller's RNG is untouched); shuffling and path sampling use their
-own ``torch.Generator`` seeded with ``seed``. On the CPU the same settings give the same weights.
+own ``torch.Generator`` seeded with ``seed``, augmentation another seeded with ``seed + 1``. On
+the CPU the same settings give the same weights.
 
 Checkpoints: ``<dir>/supernet-<dataset>-<key>.pt``, where ``key`` hashes every setting that
-changes the trained weights (all but ``eval_images``), the dataset's name and a sha256 of its
-training images and labels. The file is ``torch.save({"state_dict": ..., "meta": json})``,
-written to a temporary file and renamed into place, and read back with ``weights_only=True``. A
-file that cannot be read or does not match raises ``SuperNetCheckpointError``, whose message says
-to delete it (the search then retrains): an expensive checkpoint is never overwritten silently.
+changes the trained weights (all but ``eval_images``), the dataset's name and augmentation and a
+sha256 of its training images and labels. The file is ``torch.save({"state_dict": ...,
+"meta": json})``, written to a temporary file and renamed into place, and read back with
+``weights_only=True``. A file that cannot be read or does not match raises
+``SuperNetCheckpointError``, whose message says to delete it (the search then retrains): an
+expensive checkpoint is never overwritten silently.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from optuna_spikenas.atomic_file import write_atomically
-from optuna_spikenas.data import Dataset, Split
+from optuna_spikenas.data import Dataset, Split, augment_batch
 from optuna_spikenas.snn.autosnn import (
     AUTOSNN_MACROS,
     BLOCKS,
@@ -104,13 +112,18 @@ class SuperNetSettings:
     seed: int = 0
     train_fraction: float = 0.8  # of each class of dataset.train; the rest is held out
     max_train_batches: int | None = None  # cap per epoch, for quick runs
-    eval_images: int = 500  # held-out images per path evaluation (not part of the checkpoint key)
+    # Held-out images per path evaluation; None: all of them, as AutoSNN (not part of the
+    # checkpoint key).
+    eval_images: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("width", "timesteps", "epochs", "eval_images"):
+        for name in ("width", "timesteps", "epochs"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        cap = self.eval_images
+        if cap is not None and (not _is_int(cap) or cap < 1):
+            raise ValueError(f"eval_images must be None or a positive integer, got {cap!r}")
         if not _is_int(self.batch_size) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
         if not _is_int(self.seed) or self.seed < 0:
@@ -139,8 +152,13 @@ class PathResult:
     """One path of the super-network on the held-out images."""
 
     accuracy: float  # in [0, 1]
-    spikes_per_image: float  # all neuron layers of the path, all timesteps
+    spikes_per_image: float  # AutoSNN's: neuron outputs and max-pooled spike maps, all timesteps
     activity: Activity
+
+    @property
+    def neuron_spikes_per_image(self) -> float:
+        """Spikes of the neuron layers only (no max-pooled maps), all timesteps."""
+        return self.activity.neuron_spikes
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +230,7 @@ def train_supernet(
         batches = min(batches, settings.max_train_batches)
     optimizer = torch.optim.Adam(supernet.parameters(), lr=settings.lr)
     rng = torch.Generator().manual_seed(settings.seed)
+    augment_rng = torch.Generator().manual_seed(settings.seed + 1)
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         supernet.train()
@@ -228,8 +247,9 @@ def train_supernet(
             idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
             target = F.one_hot(train.labels[idx], macro.num_classes).float()
             arch = sample_path(rng)
+            images = augment_batch(train.images[idx], dataset.augmentation, augment_rng)
             try:
-                loss = F.mse_loss(supernet(train.images[idx], arch), target)
+                loss = F.mse_loss(supernet(images, arch), target)
                 optimizer.zero_grad(set_to_none=True)  # blocks off the path keep grad None
                 loss.backward()
                 optimizer.step()
@@ -266,6 +286,7 @@ def _meta(dataset: Dataset, settings: SuperNetSettings) -> str:
         "settings": settings.training_key(),
         "macro": asdict(supernet_macro(dataset, settings)),
         "dataset": dataset.name,
+        "augmentation": dataset.augmentation,
         "train_sha256": _fingerprint(dataset),
     }
     return json.dumps(meta, sort_keys=True)
@@ -337,12 +358,13 @@ def evaluate_path(
     heldout: Split,
     settings: SuperNetSettings,
 ) -> PathResult:
-    """Accuracy and activity of ``arch`` with the super-network's shared weights on the first
-    ``settings.eval_images`` held-out images: eval mode, no gradients, neuron states reset
-    before and after every batch, the train/eval mode restored afterwards. ``activity`` names
+    """Accuracy and activity of ``arch`` with the super-network's shared weights on the held-out
+    images (the first ``settings.eval_images`` of them when that is set): eval mode, no
+    gradients, neuron states reset before and after every batch, the train/eval mode restored
+    afterwards. ``activity`` names
     layers as in the standalone network (``blocks.3.neuron2``) and lists the path's only. Ties
     (e.g. a silent head) go to the first tied class, as ``argmax`` decides them."""
-    n = min(len(heldout), settings.eval_images)
+    n = len(heldout) if settings.eval_images is None else min(len(heldout), settings.eval_images)
     if n == 0:
         raise ValueError("cannot evaluate a path on an empty held-out split")
     was_training = supernet.training
@@ -361,12 +383,15 @@ def evaluate_path(
     finally:
         supernet.train(was_training)
     raw = counter.result()
-    by_layer = {}
-    for name, spikes in raw.spikes_by_layer.items():
-        mapped = path_name(name, arch)
-        if mapped is not None:
-            by_layer[mapped] = spikes
-    activity = replace(raw, spikes_by_layer=by_layer)
+    def on_path(by_layer: dict[str, float]) -> dict[str, float]:
+        named = {path_name(name, arch): spikes for name, spikes in by_layer.items()}
+        return {name: spikes for name, spikes in named.items() if name is not None}
+
+    activity = replace(
+        raw,
+        spikes_by_layer=on_path(raw.spikes_by_layer),
+        pooled_spikes_by_layer=on_path(raw.pooled_spikes_by_layer),
+    )
     return PathResult(correct / n, activity.spikes, activity)
 
 

@@ -349,6 +349,10 @@ ROWS: dict[str, Row] = {
         bad_config({"budget": {"max_parameters": -5}}),
         ("[budget] max_parameters must be at least 1", "-5"),
     ),
+    "config-negative-weight-decay": Row(
+        bad_config({"train": {"weight_decay": -5e-4}}),
+        ("[train] weight_decay must be 0 or positive", "-0.0005"),
+    ),
     "config-negative-seed": Row(bad_config({"seed": -1}), ("seed must be at least 0",)),
     "config-seed-too-large": Row(bad_config({"seed": 2**32}), ("seed must be at most 4294967295",)),
     "config-both-memory-budgets": Row(

@@ -240,6 +240,135 @@ def test_backward_conv_edges_carry_state() -> None:
         assert torch.equal(with_back(x), first)  # reset clears feedback and membranes
 
 
+class ReferenceBackwardCell(nn.Module):
+    """SNASNet's backward cell (``Neuronal_Cell_backward``) written out as its equations, around
+    the package cell's op modules: every pair (i, j) has a forward and a backward op, a zero op
+    multiplies by 0, every op runs at every step, and the backward sums of step t enter the
+    next step's nodes (``last_xin``, ``last_x1``, ``last_x2``, 0 before the first step)."""
+
+    FORWARD = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+    BACKWARD = ((1, 0), (2, 0), (3, 0), (2, 1), (3, 1), (3, 2))
+
+    def __init__(self, cell: SpikingCell) -> None:
+        super().__init__()
+        self.cell = cell
+        self.last = [0.0, 0.0, 0.0]
+
+    def op(self, src: int, dst: int, x: torch.Tensor) -> torch.Tensor:
+        key = f"{src}{dst}"
+        return self.cell.ops[key](x) if key in self.cell.ops else x * 0.0
+
+    def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+        lin, l1, l2 = self.last
+        x1 = self.op(0, 1, x_in + lin)
+        x2 = self.op(0, 2, x_in + lin) + self.op(1, 2, x1 + l1)
+        x3 = self.op(0, 3, x_in + lin) + self.op(1, 3, x1 + l1) + self.op(2, 3, x2 + l2)
+        new_in = self.op(1, 0, x1 + l1) + self.op(2, 0, x2 + l2) + self.op(3, 0, x3)
+        new_1 = self.op(2, 1, x2 + l2) + self.op(3, 1, x3)
+        self.last = [new_in, new_1, self.op(3, 2, x3)]
+        return x3
+
+
+def snasnet_pruned(cell: Cell) -> list[list[int]]:
+    """SNASNet's sampler's pruning, written out: nodes that cannot reach node 3, or be reached
+    from node 0, along forward or backward edges (matrix powers up to 4) lose all their edges."""
+    m = torch.tensor(cell.matrix, dtype=torch.float64)
+    graph = m + m @ m + m @ m @ m + m @ m @ m @ m
+    for node in range(3):
+        if graph[node, 3] == 0:
+            m[:, node] = 0
+            m[node, :] = 0
+    for node in range(3):
+        if graph[0, node + 1] == 0:
+            m[:, node + 1] = 0
+            m[node + 1, :] = 0
+    return m.int().tolist()
+
+
+def lif_calls(module: nn.Module, run) -> list[tuple[str, torch.Tensor]]:
+    """(neuron name, its spikes) for every neuron call while ``run()`` runs, in call order."""
+    from spikingjelly.activation_based import neuron
+
+    calls: list[tuple[str, torch.Tensor]] = []
+    handles = [
+        sub.register_forward_hook(lambda m, i, out, name=name: calls.append((name, out.clone())))
+        for name, sub in module.named_modules()
+        if isinstance(sub, neuron.BaseNode)
+    ]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def test_backward_cells_run_every_op_at_every_step_as_snasnet() -> None:
+    # 24 random backward cells as SNASNet's sampler draws them (a direction and an op per
+    # pair, the input-output edge not zero): the package's cell and SNASNet's equations give the
+    # same outputs, and call the same neurons the same number of times with the same spikes, so
+    # SAHD sums exactly the reference's (LIF layer, timestep) kernels.
+    rng = random.Random(7)
+    checked = fed_only_backward = 0
+    while checked < 24:
+        cell = random_cell(rng, backward=True)
+        if cell.matrix[0][3] == ZERO:
+            continue
+        checked += 1
+        pruned = cell.pruned()
+        assert [list(row) for row in pruned.matrix] == snasnet_pruned(cell)
+        torch.manual_seed(checked)
+        ours = SpikingCell(cell, 3)
+        reference = ReferenceBackwardCell(ours)
+        x = 2.0 * torch.randn(2, 3, 4, 4)
+        steps = 4
+
+        def run(module):
+            return lambda: outputs.append([module(x) for _ in range(steps)])
+
+        outputs: list[list[torch.Tensor]] = []
+        with torch.no_grad():
+            our_calls = lif_calls(ours, run(ours))
+            functional.reset_net(ours)
+            ref_calls = lif_calls(ours, run(reference))
+        functional.reset_net(ours)
+        convs = sum(1 for _, _, code in pruned.edges() if code in (2, 3))
+        assert len(ref_calls) == convs * steps  # every conv op's neuron at every step
+        assert sorted(n for n, _ in our_calls) == sorted(n for n, _ in ref_calls)
+        ours_by_name = {}
+        for name, spikes in our_calls:
+            ours_by_name.setdefault(name, []).append(spikes)
+        for name, spikes in ref_calls:
+            torch.testing.assert_close(ours_by_name[name].pop(0), spikes, rtol=0, atol=0)
+        for a, b in zip(*outputs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        live_at_first_step = {0}  # nodes with a value at the first step: forward edges only
+        for src, dst, _ in sorted(pruned.edges(), key=lambda e: e[1]):
+            if src < dst and src in live_at_first_step:
+                live_at_first_step.add(dst)
+        if any(src not in live_at_first_step for src, _, _ in pruned.edges()):
+            fed_only_backward += 1
+    assert fed_only_backward >= 3  # cells where the old skip-at-step-0 rule changed the count
+
+
+def test_an_op_fed_only_through_a_backward_edge_runs_on_zeros_at_the_first_step() -> None:
+    # 0 -conv-> 1 -skip-> 3, 0 -skip-> 3, backward 3 -conv-> 2 and 2 -conv-> 0: node 2 has no
+    # value at step 1, yet the 2 -> 0 op runs on zeros there (its neuron called, silent) and its
+    # BN's bias reaches node 0, so the output at step 2, and only there, carries it.
+    cell = SpikingCell(Cell.parse("0301 0001 3000 0030"), 2)
+    with torch.no_grad():
+        cell.ops["20"][2].bias.fill_(0.5)
+        out: list[torch.Tensor] = []
+        zeros = torch.zeros(1, 2, 3, 3)
+        calls = lif_calls(cell, lambda: out.extend(cell(zeros) for _ in range(2)))
+    names = [name for name, _ in calls]
+    assert sorted(names[:3]) == ["ops.01.0", "ops.20.0", "ops.32.0"]  # all three, first step
+    assert sorted(names) == sorted(names[:3] * 2)
+    assert all(spikes.sum() == 0 for _, spikes in calls)
+    torch.testing.assert_close(out[0], zeros)
+    torch.testing.assert_close(out[1], torch.full((1, 2, 3, 3), 0.5))
+
+
 @pytest.mark.parametrize("name", ["light", "snasnet-cifar10"])
 def test_network_with_backward_cell(name: str) -> None:
     macro = get_macro(name).for_data(1, 8, 3)
@@ -268,6 +397,36 @@ def test_network_with_backward_cell(name: str) -> None:
     # one step: the feedback has not arrived yet; three steps: it has
     torch.testing.assert_close(outputs[1][0], outputs[1][1], rtol=0, atol=0)
     assert not torch.allclose(outputs[3][0], outputs[3][1])
+
+
+def test_head_dropout_keeps_one_mask_for_all_timesteps_until_reset() -> None:
+    # SNASNet's head uses SpikingJelly's layer.Dropout: the mask is drawn at the first step and
+    # kept for all T steps until the network is reset (torch's Dropout draws one per step). The
+    # dropout's input is replaced by ones, so its output at each step is the mask itself.
+    from spikingjelly.activation_based import layer
+
+    macro = get_macro("snasnet-cifar10").for_data(1, 8, 3)
+    net = build_network(Architecture.parse(CIFAR100_CELL, 2, 4), macro, timesteps=4, seed=0)
+    dropouts = [m for m in net.modules() if isinstance(m, layer.Dropout | nn.Dropout)]
+    assert len(dropouts) == 1 and isinstance(dropouts[0], layer.Dropout)
+    masks: list[torch.Tensor] = []
+    dropouts[0].register_forward_pre_hook(lambda m, args: (torch.ones_like(args[0]),))
+    dropouts[0].register_forward_hook(lambda m, args, out: masks.append(out.clone()))
+    images = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        net.train()
+        net(images)
+        functional.reset_net(net)
+        net(images)
+        functional.reset_net(net)
+        net.eval()
+        net(images)
+    first, second, evaluation = masks[:4], masks[4:8], masks[8:]
+    assert set(first[0].unique().tolist()) == {0.0, 2.0}  # p = 0.5: kept units scaled by 2
+    assert all(torch.equal(m, first[0]) for m in first)
+    assert all(torch.equal(m, second[0]) for m in second)
+    assert not torch.equal(first[0], second[0])  # a new mask after the reset
+    assert all(torch.equal(m, torch.ones_like(m)) for m in evaluation)  # off in eval mode
 
 
 def test_output_is_time_average() -> None:

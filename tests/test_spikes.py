@@ -50,6 +50,43 @@ def test_spikes_of_a_hand_built_two_layer_network():
     assert attrs["spikes_per_image"] == 8.0 and attrs["spikes_by_layer"]["if2"] == 2.0
 
 
+class SpikesThenMaxPool(nn.Module):
+    """IF neurons that copy a binary input (threshold 0.5, one step), a 2x2 max pool of their
+    spikes, and a max pool of the real-valued input (not spikes: never counted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.neuron = neuron.IFNode(v_threshold=0.5, v_reset=0.0)
+        self.pool = nn.MaxPool2d(2)
+        self.real_pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.real_pool(x * 0.3)
+        return self.pool(self.neuron(x))
+
+
+def test_max_pooled_spike_maps_count_as_autosnn_counts_them():
+    # AutoSNN's SpikingMaxPool2d adds the pooled map's sum to the spike count; the neuron-only
+    # count leaves it out. Independent count with numpy: 2x2 block maxima of the spike map.
+    x = (torch.rand(3, 2, 6, 6, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    blocks = x.numpy().reshape(3, 2, 3, 2, 3, 2).max(axis=(3, 5))
+    activity = measure_activity(SpikesThenMaxPool(), x)
+    assert activity.neuron_spikes == pytest.approx(float(x.sum()) / 3)
+    assert activity.pooled_spikes_by_layer == {"pool": pytest.approx(float(blocks.sum()) / 3)}
+    assert activity.spikes == pytest.approx((float(x.sum()) + float(blocks.sum())) / 3)
+    attrs = activity.as_user_attrs()
+    assert attrs["spikes_per_image"] == activity.spikes
+    assert attrs["neuron_spikes_per_image"] == activity.neuron_spikes < activity.spikes
+    assert set(attrs["pooled_spikes_by_layer"]) == {"pool"}
+
+
+def test_networks_without_max_pooling_count_neurons_only():
+    activity = measure_activity(TwoLayers(), torch.full((3, 2), 2.0))
+    assert activity.pooled_spikes_by_layer == {}
+    assert activity.spikes == activity.neuron_spikes == 8.0
+    assert "pooled_spikes_by_layer" not in activity.as_user_attrs()
+
+
 def test_counts_are_per_image_over_all_calls():
     network = TwoLayers()
     with ActivityCounter(network) as counter:

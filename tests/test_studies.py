@@ -26,3 +26,13 @@ def test_study_config_loads(path):
     if path.stem == "compare_baselines":
         validate_compare(config)
         validate_compare(config, quick=True)
+
+
+def test_snasnet_study_trains_with_snasnets_weight_decay():
+    from optuna_spikenas.architecture_file import SNASNET_CELLS
+    from optuna_spikenas.final_training import recipe
+
+    config = load_config(Path(STUDIES[0]).parent / "snasnet_cifar10.toml")
+    assert config.train.weight_decay == 5e-4
+    settings = recipe(SNASNET_CELLS, config, epochs=1, weight_bits=None, timesteps=5)
+    assert (settings.optimizer, settings.momentum, settings.weight_decay) == ("sgd", 0.9, 5e-4)

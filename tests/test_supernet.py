@@ -58,7 +58,8 @@ def test_defaults_follow_the_paper_where_cpu_allows():
     s = SuperNetSettings()
     assert (s.timesteps, s.batch_size, s.lr, s.train_fraction) == (8, 96, 1e-3, 0.8)
     assert 8 <= s.width <= 16
-    assert s.max_train_batches is None and s.epochs >= 1 and s.eval_images >= 1
+    assert s.max_train_batches is None and s.epochs >= 1
+    assert s.eval_images is None  # AutoSNN ranks paths on the whole held-out split
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_defaults_follow_the_paper_where_cpu_allows():
         ("seed", -1, "seed must be a non-negative integer"),
         ("train_fraction", 1.0, r"train_fraction must be in \(0, 1\)"),
         ("max_train_batches", 0, "max_train_batches must be None or a positive integer"),
-        ("eval_images", 0, "eval_images must be a positive integer"),
+        ("eval_images", 0, "eval_images must be None or a positive integer"),
     ],
 )
 def test_bad_settings(field, value, pattern):
@@ -114,6 +115,28 @@ def test_training_is_deterministic_and_leaves_the_rng_alone(digits, tiny_superne
     assert not again.training
     other = train_supernet(digits, dataclasses.replace(TINY, seed=1))
     assert not same_weights(other, tiny_supernet)
+
+
+def test_training_augments_where_the_dataset_is_trained_with_augmentation(digits, monkeypatch):
+    # AutoSNN trains its super-network on randomly cropped and flipped CIFAR images: the
+    # package augments exactly when the dataset says so (CIFAR, TinyImageNet: "crop-flip").
+    kinds: list[str] = []
+    real = sn.augment_batch
+
+    def recording(images, kind, generator):
+        kinds.append(kind)
+        return real(images, kind, generator)
+
+    monkeypatch.setattr(sn, "augment_batch", recording)
+    plain = train_supernet(digits, TINY)
+    assert set(kinds) == {"none"} and len(kinds) == TINY.max_train_batches
+    cifar_like = dataclasses.replace(digits, augmentation="crop-flip")
+    augmented = train_supernet(cifar_like, TINY)
+    assert kinds[TINY.max_train_batches :] == ["crop-flip"] * TINY.max_train_batches
+    assert not same_weights(plain, augmented)
+    assert same_weights(augmented, train_supernet(cifar_like, TINY))  # seeded
+    # and an augmented super-network is another checkpoint than a plain one
+    assert checkpoint_path(cifar_like, TINY, "c") != checkpoint_path(digits, TINY, "c")
 
 
 def test_sample_path_is_uniform_and_seeded():
@@ -266,6 +289,10 @@ def test_evaluate_path_matches_the_extracted_network(digits, tiny_supernet):
     assert 0.0 <= result.accuracy <= 1.0
     assert result.accuracy * TINY.eval_images == pytest.approx(round(result.accuracy * 64))
     assert result.spikes_per_image == result.activity.spikes > 0
+    # AutoSNN's count: neuron spikes plus the three max-pooled spike maps of every step
+    pooled = result.activity.pooled_spikes_by_layer
+    assert set(pooled) == {"pool"}
+    assert result.spikes_per_image == pytest.approx(result.neuron_spikes_per_image + pooled["pool"])
     # layers of the path only, named as in the standalone network (block3 is a skip)
     assert set(result.activity.spikes_by_layer) == {
         "stem_neuron",
@@ -277,6 +304,31 @@ def test_evaluate_path_matches_the_extracted_network(digits, tiny_supernet):
         assert result.activity.spikes_by_layer[name] == pytest.approx(spikes, rel=1e-6, abs=1e-6)
     assert result.activity.synops == pytest.approx(expected.synops, rel=1e-6)
     assert result.activity.macs == pytest.approx(expected.macs, rel=1e-6)
+
+
+def test_fitness_spikes_include_the_max_pooled_spike_maps(digits, tiny_supernet):
+    # All skips: the first max pool pools the stem's spikes, so the pooled maps carry spikes.
+    # An independent tally of what the standalone network's max pool emits at every call
+    # (3 pools x T steps) must equal the difference between AutoSNN's and the neuron count.
+    _, held = split_for_search(digits, TINY)
+    skips = AutoSNNArchitecture.parse("skip,skip,skip,skip,skip")
+    result = evaluate_path(tiny_supernet, skips, held, TINY)
+    network = tiny_supernet.extract(skips)
+    outputs = []
+    handle = network.pool.register_forward_hook(lambda m, i, out: outputs.append(out.sum()))
+    measure_activity(network, held.images[: TINY.eval_images])
+    handle.remove()
+    assert len(outputs) == 3 * TINY.timesteps
+    by_hand = float(sum(outputs)) / TINY.eval_images
+    assert by_hand > 0
+    assert result.activity.pooled_spikes_by_layer == {"pool": pytest.approx(by_hand, rel=1e-6)}
+    assert result.spikes_per_image - result.neuron_spikes_per_image == pytest.approx(by_hand)
+
+
+def test_evaluate_path_uses_the_whole_held_out_split_by_default(digits, tiny_supernet):
+    _, held = split_for_search(digits, TINY)
+    whole = dataclasses.replace(TINY, eval_images=None)
+    assert evaluate_path(tiny_supernet, PAPER, held, whole).activity.images == len(held) > 64
 
 
 def test_evaluate_path_uses_at_most_the_held_out_images(digits, tiny_supernet):

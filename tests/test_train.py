@@ -288,3 +288,20 @@ def test_default_settings_are_snasnets_recipe() -> None:
         0.9,
         0.001,
     )
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_weight_decay_reaches_the_optimizer(optimizer: str) -> None:
+    from optuna_spikenas.train import make_optimizer
+
+    net = build_network(Architecture.parse(RESIDUAL_CELL, 1, 2), LIGHT, timesteps=1, seed=0)
+    settings = TrainSettings(optimizer=optimizer, lr=0.1, weight_decay=5e-4)
+    opt = make_optimizer(net, settings)
+    assert [group["weight_decay"] for group in opt.param_groups] == [5e-4]
+    if optimizer == "sgd":  # a zero gradient: one SGD step is w - lr * wd * w, by hand
+        before = [p.detach().clone() for p in net.parameters()]
+        for p in net.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        for w0, p in zip(before, net.parameters(), strict=True):
+            torch.testing.assert_close(p.detach(), w0 - 0.1 * 5e-4 * w0)

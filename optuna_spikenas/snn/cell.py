@@ -3,7 +3,9 @@
 A network calls a cell once per timestep. Node values are real-valued sums; every conv op owns a
 LIF neuron that it applies to its input (pre-activation). Backward edges write into a buffer that
 is added to their target node at the next timestep, so the cell is a ``MemoryModule`` whose state
-``functional.reset_net`` clears together with the neurons'.
+``functional.reset_net`` clears together with the neurons'. As in SNASNet's cell, every op runs at
+every step: a node with no value yet (fed only through a backward edge, at the first step) is a
+zero tensor, and the sums are taken in SNASNet's order, so outputs agree with its cell exactly.
 """
 
 from __future__ import annotations
@@ -68,24 +70,22 @@ class SpikingCell(base.MemoryModule):
         self.register_memory("feedback", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        previous = self.feedback or [None] * NUM_NODES
-        nodes: list[torch.Tensor | int] = [0] * NUM_NODES
+        # Ops fed by a node that has no value yet run on zeros: their neurons are called (and
+        # counted by the score) on silent input, and a trained op's BN bias reaches its target
+        # from the first step on, as in SNASNet.
+        zero = torch.zeros_like(x)
+        previous = self.feedback  # None at the first step and in forward-only cells
+        nodes: list[torch.Tensor] = []
         for j in range(NUM_NODES):
-            value: torch.Tensor | int = x if j == 0 else 0
+            value = x if j == 0 else zero
             for src, dst in self.edge_list:
-                if dst == j and src < j and isinstance(nodes[src], torch.Tensor):
+                if dst == j and src < j:
                     value = value + self.ops[f"{src}{dst}"](nodes[src])
-            if previous[j] is not None:
-                value = value + previous[j]
-            nodes[j] = value
+            nodes.append(value if previous is None else value + previous[j])
         if self.cell.has_backward_edges:
-            feedback: list[torch.Tensor | None] = [None] * NUM_NODES
+            feedback = [zero] * NUM_NODES
             for src, dst in self.edge_list:
-                if src > dst and isinstance(nodes[src], torch.Tensor):
-                    out = self.ops[f"{src}{dst}"](nodes[src])
-                    feedback[dst] = out if feedback[dst] is None else feedback[dst] + out
+                if src > dst:
+                    feedback[dst] = feedback[dst] + self.ops[f"{src}{dst}"](nodes[src])
             self.feedback = feedback
-        out = nodes[NUM_NODES - 1]
-        if not isinstance(out, torch.Tensor):  # only a cell with no input-output path
-            out = torch.zeros_like(x)
-        return out
+        return nodes[NUM_NODES - 1]

@@ -17,6 +17,7 @@ Layout, for cells 1..N with widths C, 2C, 4C, ...:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import torch
@@ -24,6 +25,9 @@ from torch import nn
 
 from optuna_spikenas.snn.cell import SpikingCell, conv_bn, lif
 from optuna_spikenas.space import Architecture
+
+logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
+from spikingjelly.activation_based import layer  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class SpikingNetwork(nn.Module):
                 lif(),
                 nn.AvgPool2d(macro.final_pool),
                 nn.Flatten(),
-                nn.Dropout(0.5),
+                layer.Dropout(0.5),  # SpikingJelly's: one mask per sample for all T steps
                 nn.Linear(last * final * final, macro.hidden, bias=False),
                 lif(),
                 nn.Linear(macro.hidden, macro.voters_per_class * macro.num_classes),
