@@ -62,7 +62,7 @@ def describe(args: argparse.Namespace) -> int:
         print(f"{key:18} {value}")
     print(f"{'':18} = {report.parameters / 1e6:.2f} M parameters")
     if layers:
-        print_hardware_layers(layers)
+        print_hardware_layers(layers, info["tile_area_um2"])
     return 0
 
 
@@ -96,12 +96,17 @@ def describe_autosnn(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_hardware_layers(layers: list[dict]) -> None:
-    print(f"\n{'layer':28} {'PEs':>5} {'tiles':>5} {'area mm²':>9} {'energy µJ':>10}", end="")
-    print(f" {'time ms':>8}")
+def print_hardware_layers(layers: list[dict], tile_area_um2: float) -> None:
+    """Per layer: PEs, area (its PEs' share of the tiles and its neuron memory), energy and its
+    place in the pipeline; the tiles' periphery (buffers, subtractors, H-trees) and empty PE slots
+    are a network total."""
+    print(f"\n{'layer':28} {'PEs':>5} {'PE mm²':>8} {'mem mm²':>8} {'energy µJ':>10}", end="")
+    print(f" {'start ms':>9} {'time ms':>8}")
     for layer in layers:
         print(
-            f"{layer['name']:28} {layer['pes']:5d} {layer['tiles']:5d} "
-            f"{layer['area_um2'] / 1e6:9.4f} {layer['energy_pj'] / 1e6:10.4f} "
-            f"{layer['time_ns'] / 1e6:8.4f}"
+            f"{layer['name']:28} {layer['pes']:5d} {layer['pe_area_um2'] / 1e6:8.4f} "
+            f"{layer['memory_area_um2'] / 1e6:8.4f} {layer['energy_pj'] / 1e6:10.4f} "
+            f"{layer['start_ns'] / 1e6:9.4f} {layer['time_ns'] / 1e6:8.4f}"
         )
+    shared = tile_area_um2 - sum(layer["pe_area_um2"] for layer in layers)
+    print(f"{'tile periphery + empty PE slots':34} {shared / 1e6:8.4f}")

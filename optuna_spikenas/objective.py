@@ -30,13 +30,9 @@ from torch.nn.utils import parametrize
 
 from optuna_spikenas.config import Config, ConfigError
 from optuna_spikenas.data import Dataset, batch_for_scoring, load_dataset
-from optuna_spikenas.hardware.imc import (
-    HardwareReport,
-    imc_report,
-    load_profile,
-    spikesim_energy_uj,
-)
+from optuna_spikenas.hardware.imc import HardwareReport, imc_report, load_profile
 from optuna_spikenas.hardware.memory import MemoryReport, memory_report
+from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights
 from optuna_spikenas.score import sahd_score
 from optuna_spikenas.snn.network import Macro, build_network, get_macro
@@ -169,6 +165,7 @@ class SpikeNASObjective:
             lr=train.lr,
             min_lr=train.min_lr,
             momentum=train.momentum,
+            weight_decay=train.weight_decay,
             optimizer=train.optimizer,
             max_train_batches=train.max_train_batches,
             timesteps=config.score.timesteps,

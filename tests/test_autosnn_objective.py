@@ -52,8 +52,11 @@ def test_every_trial_carries_accuracy_spikes_and_fitness(objective):
         expected = fitness(attrs["accuracy"], attrs["spikes_per_image"], objective.reference_spikes)
         assert trial.value == pytest.approx(expected, rel=1e-4)  # S_ref is rounded
         assert attrs["fitness"] == trial.value
-        assert sum(attrs["spikes_by_layer"].values()) == pytest.approx(
-            attrs["spikes_per_image"], rel=1e-3)
+        # AutoSNN's count: the neuron layers' spikes and the max-pooled spike maps
+        neurons = sum(attrs["spikes_by_layer"].values())
+        pooled = sum(attrs["pooled_spikes_by_layer"].values())
+        assert neurons == pytest.approx(attrs["neuron_spikes_per_image"], rel=1e-3)
+        assert neurons + pooled == pytest.approx(attrs["spikes_per_image"], rel=1e-3)
         assert json.loads(json.dumps(attrs)) == attrs
     assert len({t.user_attrs["architecture"] for t in study.trials}) == 6
 

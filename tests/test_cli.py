@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from spikesim_reference import layers_of, spikesim
 
 from optuna_spikenas.cli import main
 
@@ -128,17 +129,39 @@ def test_describe_with_hardware_adds_costs_and_a_per_layer_breakdown(capsys):
     assert info["profile"] == "spikesim-64" and info["weight_bits"] == 8
     layers = info["layers"]
     assert [layer["name"] for layer in layers][:2] == ["stem", "cell1.edge01.conv3x3"]
-    assert info["area_mm2"] == pytest.approx(sum(layer["area_um2"] for layer in layers) / 1e6)
+    memory = sum(layer["memory_area_um2"] for layer in layers)
+    assert info["area_mm2"] == pytest.approx((info["tile_area_um2"] + memory) / 1e6)
+    assert info["tiles"] == -(-sum(layer["pes"] for layer in layers) // 8)
     assert info["energy_uj"] == pytest.approx(sum(layer["energy_pj"] for layer in layers) / 1e6)
     wider = describe_json(capsys, *args, "--hardware", "spikesim-64", "--width", "128")
     assert wider["energy_uj"] > info["energy_uj"] and wider["area_mm2"] > info["area_mm2"]
     other = describe_json(capsys, *args, "--hardware", "neurosim-128")
     assert other["profile"] == "neurosim-128" and other["energy_uj"] != info["energy_uj"]
+    assert main(["describe", *args, "--hardware", "spikesim-64-sliced"]) == 0
+    table = capsys.readouterr().out
+    assert "PE mm²" in table and "tile periphery + empty PE slots" in table
+
+
+@pytest.mark.parametrize(
+    "macro, cell",
+    [("light", "0334 0023 0000 0000"), ("snasnet-cifar10", "0303 0030 2002 0200")],
+)
+def test_describe_hardware_is_spikesims_formulas_and_latency_grows_with_width(capsys, macro, cell):
+    args = ["--macro", macro, "--arch", cell, "--hardware", "spikesim-64", "--weight-bits", "8"]
+    narrow = describe_json(capsys, *args, "--timesteps", "5")
+    wide = describe_json(capsys, *args, "--timesteps", "5", "--width", str(2 * narrow["width"]))
+    for info in (narrow, wide, describe_json(capsys, *args, "--timesteps", "2")):
+        reference = spikesim(layers_of(info["layers"]), time_steps=info["timesteps"])
+        assert info["area_mm2"] == pytest.approx(reference.area_um2 / 1e6, rel=0.01)
+        assert info["latency_ms"] == pytest.approx(reference.latency_ns / 1e6, rel=0.01)
+        assert info["energy_uj"] == pytest.approx(reference.energy_pj / 1e6, rel=0.01)
+    # Twice the width (light: 16 -> 32): every output channel is one more crossbar read.
+    assert wide["latency_ms"] >= 1.8 * narrow["latency_ms"]
 
 
 HARDWARE_TOML = TINY_TOML.replace(
     "max_parameters = 6000",
-    "weight_bits = 8\nmax_parameters = 6000\narea_mm2 = 3.0\nlatency_ms = 0.05\nenergy_uj = 0.4",
+    "weight_bits = 8\nmax_parameters = 6000\narea_mm2 = 1.0\nlatency_ms = 0.3\nenergy_uj = 0.5",
 )
 
 

@@ -23,7 +23,7 @@ from optuna_spikenas.dashboard import (
 )
 from optuna_spikenas.objective import SpikeNASObjective
 from optuna_spikenas.snn.network import build_network
-from optuna_spikenas.space import Architecture
+from optuna_spikenas.space import EDGES, Architecture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -134,6 +134,8 @@ def test_a_failing_trial_still_gets_its_artifacts(tmp_path):
     objective = Exploding(small_config(max_parameters=100_000))
     store = open_artifact_store(tmp_path / "a")
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}")
+    # a valid cell (conv3x3 on every edge), so that the trial reaches scoring and explodes there
+    study.enqueue_trial({f"cell1_edge{i}{j}": "conv3x3" for i, j in EDGES})
     study.optimize(TrialArtifacts(objective, store), n_trials=1, catch=(RuntimeError,))
     (trial,) = study.get_trials()
     assert trial.state == TrialState.FAIL

@@ -323,10 +323,11 @@ def test_backward_cells_run_every_op_at_every_step_as_snasnet() -> None:
         x = 2.0 * torch.randn(2, 3, 4, 4)
         steps = 4
 
-        def run(module):
+        outputs: list[list[torch.Tensor]] = []
+
+        def run(module, x=x, steps=steps, outputs=outputs):
             return lambda: outputs.append([module(x) for _ in range(steps)])
 
-        outputs: list[list[torch.Tensor]] = []
         with torch.no_grad():
             our_calls = lif_calls(ours, run(ours))
             functional.reset_net(ours)
