@@ -2,9 +2,11 @@
 
 AutoSNN (Na et al., ICML 2022) searches five block positions with a spike-aware evolution and
 compares it with random sampling. On ONE super-network (``studies/autosnn.toml``: ``autosnn-16``
-at width 8, Animal-MNIST, 3 epochs, T = 8, 500 held-out images per evaluation, S_ref = its mean
-spikes per image, lambda = -0.08), ``--evaluations`` trials per run (60 = 3 generations of 20:
-at about 3.5 s per evaluation, 9 runs of 100 would take about an hour on 2 shared cores) and
+at width 8, Animal-MNIST, 3 epochs, T = 8, all 1,600 held-out images per evaluation or
+``--eval-images`` of them, S_ref = its mean spikes per image (AutoSNN's count: neuron spikes and
+max-pooled spike maps), lambda = -0.08), ``--evaluations`` trials per run (60 = 3 generations of 20:
+at about 3.5 s per evaluation of 500 images, 9 runs of 100 would take about an hour on 2 shared
+cores) and
 ``--seeds`` seeds (0, 1, 2), each run an in-memory Optuna study:
 
 1. ``evolution``: ``EvolutionarySampler`` (pool 20, top 10, mutation 0.2, crossover, never an
@@ -23,7 +25,7 @@ separate super-network (width 4, 4 epochs of 30 batches, T = 4, 128 held-out ima
 
     .venv/bin/python benchmarks/autosnn_search.py --quick --threads 1 --json   # < 3 min
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/autosnn_search.py --threads 1 --json \\
-        --out benchmarks/results/autosnn_search.json          # about 40 min on 2 shared cores
+        --eval-images 500 --out benchmarks/results/autosnn_search.json   # about 40 min
 """
 
 from __future__ import annotations
@@ -136,6 +138,8 @@ def make_config(args: argparse.Namespace):
         supernet = replace(supernet, checkpoint_dir=QUICK["checkpoint_dir"], **QUICK_SUPERNET)
     elif not Path(supernet.checkpoint_dir).is_absolute():  # the study's dir, from the root
         supernet = replace(supernet, checkpoint_dir=str(ROOT / supernet.checkpoint_dir))
+    if args.eval_images is not None:
+        supernet = replace(supernet, eval_images=args.eval_images)
     return replace(config, supernet=supernet, fitness=replace(config.fitness, objectives="fitness"))
 
 
@@ -259,8 +263,9 @@ def print_table(r: dict[str, Any]) -> None:
     print(
         f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, torch {m['torch']} with "
         f"{m['torch_threads']} thread(s)\nsetting: {s['dataset']}, macro {s['macro']}, width "
-        f"{sn['width']}, {sn['epochs']} epoch(s), T = {sn['timesteps']}, {sn['eval_images']} "
-        f"held-out images, lambda {s['spike_exponent']}, {s['evaluations']} evaluations x "
+        f"{sn['width']}, {sn['epochs']} epoch(s), T = {sn['timesteps']}, "
+        f"{sn['eval_images'] or 'all'} held-out images, lambda {s['spike_exponent']}, "
+        f"{s['evaluations']} evaluations x "
         f"{len(s['seeds'])} seeds\nsuper-network: {how} ({n['build_seconds']:.0f}s), "
         f"S_ref {n['reference_spikes']:.1f} spikes per image\n"
     )
@@ -308,7 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluations", type=int, help="trials per run (60; quick 40)")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per method (3; quick 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--eval-images", type=int, help="held-out images per evaluation (default: the study's)"
+    )
     args = parser.parse_args(argv)
+    if args.eval_images is not None and args.eval_images < 1:
+        parser.error("--eval-images must be >= 1")
     if args.evaluations is None:
         args.evaluations = QUICK["evaluations"] if args.quick else FULL_EVALUATIONS
     if args.seeds is None:
