@@ -29,6 +29,7 @@ from optuna_spikenas.objective import (
     study_dataset,
 )
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
+from optuna_spikenas.study_binding import fingerprint, record_fingerprint, value_settings
 from optuna_spikenas.supernet import (
     SuperNetSettings,
     evaluate_path,
@@ -50,6 +51,7 @@ class AutoSNNObjective:
 
     def __init__(self, config: Config, log: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.fingerprint = fingerprint(value_settings(config))
         self.device = "cpu"  # the super-network is trained and evaluated on the CPU
         self.dataset = study_dataset(config)
         s = config.supernet
@@ -77,12 +79,13 @@ class AutoSNNObjective:
         return self.config.directions
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        record_fingerprint(trial, self.config, self.fingerprint)
         arch = suggest_autosnn(trial)
         trial.set_user_attr("architecture", str(arch))
         trial.set_user_attr("canonical", str(arch))
         if not self._record_memory(trial, arch):
             return NOT_SCORED if len(self.directions) == 1 else (NOT_SCORED, math.inf)
-        previous = find_scored_duplicate(trial.study, str(arch))
+        previous = find_scored_duplicate(trial.study, str(arch), self.fingerprint)
         if previous is not None:
             return reuse_values(trial, previous)
         start = time.perf_counter()

@@ -46,6 +46,7 @@ from optuna_spikenas.storage import (
     open_storage,
     redact,
 )
+from optuna_spikenas.study_binding import StudySettingsError, bind_study
 from optuna_spikenas.summary import (
     PhaseProgress,
     print_cell_by_cell_result,
@@ -98,6 +99,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             f"study {args.study_name!r} has directions {list(found)}; the config's objectives "
             f"need {' '.join(wanted)} (`optuna create-study ... --directions {' '.join(wanted)}`)"
         )
+    bind_study(study, config)  # refuses settings other than the study's, before any allocation
     log = None if args.quiet else progress_line
     from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
     from optuna_spikenas.objective import make_objective  # torch imports: after validation
@@ -162,7 +164,8 @@ class CtrlC(logging.Filter):
     creates or records a trial waits for the next objective to start, or for the loop to end
     (a second one does not wait; a trial it leaves RUNNING goes stale with the heartbeat).
     As a log filter it drops Optuna's report of the stopped trial (a traceback): the command
-    says it was interrupted in one line."""
+    says it was interrupted in one line. So it does for a trial refused because another worker
+    bound the study to other settings first (``StudySettingsError``): the command says so."""
 
     def __init__(self, objective: Any, study: optuna.Study) -> None:
         super().__init__()
@@ -204,7 +207,9 @@ class CtrlC(logging.Filter):
             signal.signal(signal.SIGINT, self.previous)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        if record.exc_info and isinstance(
+            record.exc_info[1], KeyboardInterrupt | StudySettingsError
+        ):
             self.reported = True  # "Trial N failed ... KeyboardInterrupt()" and its traceback
             return False
         if self.reported and "failed with value" in record.getMessage():

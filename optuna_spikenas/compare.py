@@ -3,8 +3,9 @@
 Every sampler runs once per seed on the same objective (one dataset split, one set of scoring
 batches, the same candidate weights) with the same budget in trials or seconds; each run is a
 study of its own, named ``PREFIX-SAMPLER-seedN``, in one storage. A rerun reuses the runs that
-finished with the same budget and restarts the others from scratch (an interrupted run's wall
-time cannot be continued fairly). The studies become one HTML report (:mod:`report`).
+finished with the same budget and value-defining settings (``study_binding``) and restarts the
+others from scratch (an interrupted run's wall time cannot be continued fairly). The studies
+become one HTML report (:mod:`report`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_
 from optuna_spikenas.report import ReportFiles, load_run, write_report
 from optuna_spikenas.samplers import make_sampler, sampler_settings
 from optuna_spikenas.storage import open_storage
+from optuna_spikenas.study_binding import (
+    FINGERPRINT_ATTR,
+    bind_study,
+    fingerprint,
+    value_settings,
+)
 
 DONE_ATTR = "compare_budget"
 """Study user attribute written when a run finished: the budget it ran with."""
@@ -78,21 +85,27 @@ def prepare_study(
     plan: ComparisonPlan,
     log: Callable[[str], None],
 ) -> tuple[optuna.Study, bool]:
-    """The run's study and whether it already finished with this budget; an unfinished or
-    differently budgeted one is deleted and made again."""
+    """The run's study and whether it already finished with this budget and the same
+    value-defining settings (``study_binding``); an unfinished, differently budgeted or
+    differently set one is deleted and made again, and ``log`` says which."""
     directions = list(config.directions)
+    mine = fingerprint(value_settings(config))
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         study = None
     if study is not None:
         found = [d.name.lower() for d in study.directions]
-        if study.user_attrs.get(DONE_ATTR) == plan.budget and found == directions:
+        if study.user_attrs.get(FINGERPRINT_ATTR) != mine or found != directions:
+            log(f"{name}: made with other value-defining settings, started again")
+        elif study.user_attrs.get(DONE_ATTR) != plan.budget:
+            log(f"{name}: unfinished or made with another budget, started again")
+        else:
             log(f"{name}: finished earlier with {plan.budget}, reused")
             return study, True
-        log(f"{name}: unfinished or made with other settings, started again")
         optuna.delete_study(study_name=name, storage=storage)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+    bind_study(study, config)
     return study, False
 
 

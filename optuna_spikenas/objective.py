@@ -38,6 +38,12 @@ from optuna_spikenas.score import sahd_score
 from optuna_spikenas.snn.network import Macro, build_network, get_macro
 from optuna_spikenas.space import Architecture, invalid_reason, suggest_architecture
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
+from optuna_spikenas.study_binding import (
+    FINGERPRINT_ATTR,
+    fingerprint,
+    record_fingerprint,
+    value_settings,
+)
 from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
 
 NOT_SCORED = float("-inf")
@@ -145,6 +151,7 @@ class SpikeNASObjective:
         self, config: Config, device: str | None = None, log: Callable[[str], None] | None = None
     ) -> None:
         self.config = config
+        self.fingerprint = fingerprint(value_settings(config))
         self.space = config.search_space()
         self.profile = load_profile(config.hardware.profile)
         self.dataset = study_dataset(config)
@@ -177,6 +184,7 @@ class SpikeNASObjective:
         return self.config.train.directions
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        record_fingerprint(trial, self.config, self.fingerprint)
         arch = suggest_architecture(trial, self.space)
         trial.set_user_attr("architecture", str(arch))
         trial.set_user_attr("canonical", arch.canonical_key())
@@ -186,7 +194,7 @@ class SpikeNASObjective:
             return self._values(NOT_SCORED, NOT_SCORED)
         previous = None
         if self.config.search.reuse_scores:
-            previous = find_scored_duplicate(trial.study, arch.canonical_key())
+            previous = find_scored_duplicate(trial.study, arch.canonical_key(), self.fingerprint)
         if previous is not None:
             trial.set_user_attr("score_seconds", 0.0)
             return reuse_values(trial, previous)
@@ -356,10 +364,18 @@ def reuse_values(trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[fl
     return values[0] if len(values) == 1 else values
 
 
-def find_scored_duplicate(study: optuna.Study, canonical_key: str) -> FrozenTrial | None:
-    """A completed, scored trial of ``study`` whose architecture has this canonical form."""
+def find_scored_duplicate(
+    study: optuna.Study, canonical_key: str, fingerprint: str
+) -> FrozenTrial | None:
+    """A completed, scored trial of ``study`` whose architecture has this canonical form, made
+    with the same value-defining settings (``study_binding``)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("canonical") == canonical_key and t.user_attrs.get("feasible"):
+        attrs = t.user_attrs
+        if (
+            attrs.get("canonical") == canonical_key
+            and attrs.get("feasible")
+            and attrs.get(FINGERPRINT_ATTR) == fingerprint
+        ):
             return t
     return None
 

@@ -651,6 +651,47 @@ def test_row_budget_nothing_fits(ws, capsys):
         assert trial.constraints["memory"] > 0
 
 
+def test_row_study_made_with_other_settings(ws, capsys):
+    """A study run with one config, then with another whose value-defining settings differ: the
+    second run is refused in one line naming the keys, before any trial; settings that do not
+    change values (here n_trials) stay free."""
+    assert main(ws.optimize("--quiet", "--no-artifacts")) == 0
+    capsys.readouterr()
+    other = ws.config({"score": {"timesteps": 3}, "dataset": {"val_fraction": 0.2}}, name="o.toml")
+    assert main(ws.optimize("--quiet", "--no-artifacts", config=other)) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(PREFIX)
+    assert "holds trials made with other value-defining settings" in line
+    assert "[score] timesteps 2 there, 3 here" in line
+    assert "[dataset] val_fraction 0.1 there, 0.2 here" in line
+    assert len(ws.trials()) == 3  # nothing ran
+    more = ws.config({"search": {"n_trials": 5}}, name="more.toml")
+    assert main(ws.optimize("--quiet", "--no-artifacts", config=more)) == 0
+    assert len(ws.trials()) == 8
+
+
+def test_row_compare_rerun_with_other_settings(ws, capsys):
+    """`compare` into the same --out after a value-defining setting changed: no stale run is
+    reused; each is started again, and the log says why."""
+    config = {"compare": {"samplers": ["random"], "seeds": [0], "n_trials": 2}}
+    first = ws.config(config, name="c1.toml")
+    out = ws.path("report")
+    assert main(["compare", "--config", first, "--out", out, "--no-png", "--no-artifacts"]) == 0
+    again = ["compare", "--config", first, "--out", out, "--no-png", "--no-artifacts"]
+    capsys.readouterr()
+    assert main(again) == 0
+    assert "finished earlier with 2 trials, reused" in capsys.readouterr().err
+    changed = ws.config(config, {"score": {"timesteps": 3}}, name="c2.toml")
+    assert main(["compare", "--config", changed, "--out", out, "--no-png", "--no-artifacts"]) == 0
+    err = capsys.readouterr().err
+    assert "made with other value-defining settings, started again" in err
+    study = optuna.load_study(study_name="compare-random-seed0", storage=f"sqlite:///{out}/compare.db")
+    assert {t.user_attrs["config_fingerprint"] for t in study.trials} == {
+        study.user_attrs["config_fingerprint"]
+    }
+    assert len(study.trials) == 2
+
+
 def test_row_score_minus_inf(ws, capsys):
     """Identical images: every network's spike patterns are identical, the kernel is singular
     and the score is -inf. The trials are complete and feasible, the search goes on."""

@@ -1,0 +1,128 @@
+"""A study bound to the settings that define its values.
+
+A trial's values (score, accuracy, fitness) and constraints depend on the dataset and its split,
+the study seed, the macro, the scorer, the budgets, the hardware profile and, where candidates are
+trained or evaluated through a super-network, their recipe. Two runs of one study with different
+such settings would mix values that cannot be compared (and reuse one run's scores for the other's
+duplicates). Settings that only steer the search or say where it runs (sampler, ``n_trials``,
+``timeout``, ``ops``, widths and cell counts searched, device, threads, checkpoint folder) do not
+change any trial's values and stay free.
+
+Every trial records the fingerprint of its run's value-defining settings (``config_fingerprint``).
+The study's binding is the fingerprint of its lowest-numbered trial that has one: storages number
+trials atomically, so of two workers started at once with different settings, the one whose trial
+came first keeps the study and the other's trial fails before it writes a value. The settings
+themselves are kept as study user attributes, so that a refusal names the keys that differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import fields
+
+import optuna
+
+from optuna_spikenas.config import Config, ConfigError
+
+FINGERPRINT_ATTR = "config_fingerprint"
+"""Trial and study user attribute: the fingerprint of the run's value-defining settings."""
+SETTINGS_ATTR = "config_settings"
+"""Study user attribute: the value-defining settings of the run that bound the study."""
+
+# Per table, the keys that define values (all of the table's keys when None).
+_SPIKENAS_KEYS: dict[str, tuple[str, ...] | None] = {
+    "dataset": ("name", "path", "val_fraction", "test_fraction", "frame_size"),
+    "space": ("macro", "final_pool"),
+    "score": ("kind", "batch_size", "repeats", "timesteps"),
+    "budget": None,
+    "hardware": ("profile",),
+    "train": None,
+}
+_AUTOSNN_KEYS: dict[str, tuple[str, ...] | None] = {
+    "dataset": ("name", "path", "val_fraction", "test_fraction", "frame_size"),
+    "space": ("macro", "widths"),  # the super-network's width
+    "budget": ("weight_bits", "max_parameters", "memory_megabytes"),
+    "supernet": (
+        "epochs",
+        "batch_size",
+        "lr",
+        "timesteps",
+        "train_fraction",
+        "max_train_batches",
+        "eval_images",
+    ),
+    "fitness": None,
+}
+
+
+class StudySettingsError(ConfigError):
+    """A run whose value-defining settings differ from those its study is bound to."""
+
+
+def value_settings(config: Config) -> dict[str, object]:
+    """The settings that define a trial's values, as ``{"[table] key": value}`` (JSON-safe)."""
+    settings: dict[str, object] = {"seed": config.seed}
+    for table, keys in (_AUTOSNN_KEYS if config.is_autosnn else _SPIKENAS_KEYS).items():
+        section = getattr(config, table)
+        for key in keys or [f.name for f in fields(section)]:
+            value = getattr(section, key)
+            settings[f"[{table}] {key}"] = list(value) if isinstance(value, tuple) else value
+    return settings
+
+
+def fingerprint(settings: dict[str, object]) -> str:
+    """A short, stable hash of ``settings``."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def bound_fingerprint(study: optuna.Study) -> str | None:
+    """The fingerprint the study is bound to: its lowest-numbered trial's that has one (None
+    for a study no run of this package has written to yet)."""
+    for trial in study.get_trials(deepcopy=False):  # in trial-number order
+        found = trial.user_attrs.get(FINGERPRINT_ATTR)
+        if found is not None:
+            return str(found)
+    return None
+
+
+def _refusal(study: optuna.Study, settings: dict[str, object], bound: str) -> StudySettingsError:
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    differing = ""
+    if isinstance(stored, dict) and study.user_attrs.get(FINGERPRINT_ATTR) == bound:
+        keys = [*settings, *(key for key in stored if key not in settings)]
+        changes = [
+            f"{key} {stored.get(key)!r} there, {settings.get(key)!r} here"
+            for key in keys
+            if stored.get(key) != settings.get(key)
+        ]
+        differing = ": " + "; ".join(changes)
+    return StudySettingsError(
+        f"study {study.study_name!r} holds trials made with other value-defining settings"
+        f"{differing}; run it with those settings or use a new study (`optuna create-study`)"
+    )
+
+
+def bind_study(study: optuna.Study, config: Config) -> str:
+    """Refuse a run whose settings differ from those ``study`` is bound to; bind a study that
+    is not bound yet. Returns the run's fingerprint."""
+    settings = value_settings(config)
+    mine = fingerprint(settings)
+    bound = bound_fingerprint(study) or study.user_attrs.get(FINGERPRINT_ATTR)
+    if bound is None:
+        study.set_user_attr(FINGERPRINT_ATTR, mine)
+        study.set_user_attr(SETTINGS_ATTR, settings)
+    elif bound != mine:
+        raise _refusal(study, settings, bound)
+    return mine
+
+
+def record_fingerprint(trial: optuna.Trial, config: Config, mine: str) -> None:
+    """Mark ``trial`` with its run's fingerprint, then check that the study is bound to it
+    (another worker with other settings may have started first). Raises
+    :class:`StudySettingsError` before the trial writes any value."""
+    trial.set_user_attr(FINGERPRINT_ATTR, mine)
+    bound = bound_fingerprint(trial.study)
+    if bound != mine:
+        raise _refusal(trial.study, value_settings(config), str(bound))
