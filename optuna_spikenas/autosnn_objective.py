@@ -29,7 +29,7 @@ from optuna_spikenas.objective import (
     study_dataset,
 )
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
-from optuna_spikenas.study_binding import fingerprint, record_fingerprint, value_settings
+from optuna_spikenas.study_binding import bound_to_settings, fingerprint, value_settings
 from optuna_spikenas.supernet import (
     SuperNetSettings,
     evaluate_path,
@@ -78,8 +78,8 @@ class AutoSNNObjective:
     def directions(self) -> tuple[str, ...]:
         return self.config.directions
 
+    @bound_to_settings
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        record_fingerprint(trial, self.config, self.fingerprint)
         arch = suggest_autosnn(trial)
         trial.set_user_attr("architecture", str(arch))
         trial.set_user_attr("canonical", str(arch))

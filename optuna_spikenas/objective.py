@@ -40,8 +40,8 @@ from optuna_spikenas.space import Architecture, invalid_reason, suggest_architec
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
 from optuna_spikenas.study_binding import (
     FINGERPRINT_ATTR,
+    bound_to_settings,
     fingerprint,
-    record_fingerprint,
     value_settings,
 )
 from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
@@ -183,8 +183,8 @@ class SpikeNASObjective:
     def directions(self) -> tuple[str, ...]:
         return self.config.train.directions
 
+    @bound_to_settings
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        record_fingerprint(trial, self.config, self.fingerprint)
         arch = suggest_architecture(trial, self.space)
         trial.set_user_attr("architecture", str(arch))
         trial.set_user_attr("canonical", arch.canonical_key())

@@ -17,9 +17,12 @@ themselves are kept as study user attributes, so that a refusal names the keys t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import fields
+from typing import Any
 
 import optuna
 
@@ -118,11 +121,25 @@ def bind_study(study: optuna.Study, config: Config) -> str:
     return mine
 
 
-def record_fingerprint(trial: optuna.Trial, config: Config, mine: str) -> None:
-    """Mark ``trial`` with its run's fingerprint, then check that the study is bound to it
-    (another worker with other settings may have started first). Raises
-    :class:`StudySettingsError` before the trial writes any value."""
-    trial.set_user_attr(FINGERPRINT_ATTR, mine)
+def _check_trial(trial: optuna.Trial, config: Config, mine: str) -> None:
     bound = bound_fingerprint(trial.study)
     if bound != mine:
         raise _refusal(trial.study, value_settings(config), str(bound))
+
+
+def bound_to_settings(call: Callable[[Any, optuna.Trial], Any]) -> Callable[..., Any]:
+    """Wrap an objective's ``__call__`` (an object with ``config`` and ``fingerprint``): mark the
+    trial with the run's fingerprint and check the study's binding before the objective runs and
+    again before its values are returned (a lower-numbered trial of another worker may mark
+    itself meanwhile). A trial of other settings raises :class:`StudySettingsError` and writes
+    no value."""
+
+    @functools.wraps(call)
+    def bound_call(objective: Any, trial: optuna.Trial) -> Any:
+        trial.set_user_attr(FINGERPRINT_ATTR, objective.fingerprint)
+        _check_trial(trial, objective.config, objective.fingerprint)
+        values = call(objective, trial)
+        _check_trial(trial, objective.config, objective.fingerprint)
+        return values
+
+    return bound_call

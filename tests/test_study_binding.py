@@ -191,3 +191,23 @@ def test_a_worker_that_lost_the_race_fails_its_trial_and_says_so_in_one_line(
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL]
     assert study.get_trials()[1].values is None
+
+
+def test_a_lower_trial_that_marks_itself_late_still_wins(objectives):
+    # The other worker's trial 0 exists before ours but marks its fingerprint only while ours
+    # is being scored: our trial passes its first check and fails the one before its values.
+    first, second = objectives
+    study = optuna.create_study(direction="maximize")
+    theirs = study.ask()  # trial 0, not marked yet
+
+    class Late(SpikeNASObjective):
+        def score_network(self, network, arch):
+            theirs.set_user_attr(FINGERPRINT_ATTR, second.fingerprint)
+            return super().score_network(network, arch)
+
+    late = Late(first.config)
+    enqueue(study)
+    with pytest.raises(StudySettingsError):
+        study.optimize(late, n_trials=1)
+    mine = study.get_trials()[1]
+    assert mine.state == TrialState.FAIL and mine.values is None
