@@ -281,6 +281,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             weights=args.weights,
             config=config,
             artifact_dir=args.artifact_dir,
+            force=args.force,
         )
     except ExportError as err:
         raise UsageError(str(err)) from None
@@ -501,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifact-dir", default=None, help="default: STORAGE-artifacts beside the database"
     )
     exp.add_argument("--nir", action="store_true", help="also an NIR graph (extra: nir)")
+    exp.add_argument(
+        "--force", action="store_true", help="overwrite files in --out that no export wrote"
+    )
     exp.set_defaults(func=cmd_export)
 
     trn = sub.add_parser("train", help="train a found architecture, resumable, with a report")

@@ -38,6 +38,7 @@ from optuna_spikenas.architecture_file import (
 )
 from optuna_spikenas.config import Config
 from optuna_spikenas.dashboard import artifact_dir_for
+from optuna_spikenas.export_folder import ExportFolderError, check_export_folder, record_export
 from optuna_spikenas.model_template import write_model_py
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, build_autosnn
 from optuna_spikenas.snn.network import build_network
@@ -82,6 +83,7 @@ def export_trial(
     weights: str | Path | None = None,
     config: Config | None = None,
     artifact_dir: str | Path | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Export trial ``trial_number`` of the study (default: its best feasible trial) into
     ``out_dir``: ``architecture.json``, ``model.py``, ``weights.pt`` (a copy of ``weights``, a
@@ -89,7 +91,20 @@ def export_trial(
 
     The document comes from the trial's artifact in ``artifact_dir`` (default: the storage's
     artifact folder, see ``dashboard.artifact_dir_for``); without one, from the trial's user
-    attributes and ``config``, the study's config."""
+    attributes and ``config``, the study's config. A file in ``out_dir`` that no export wrote
+    (or that changed since) is never overwritten unless ``force`` (``export_folder``)."""
+    names = ["architecture.json", "model.py"]
+    names += ["weights.pt"] if weights is not None else []
+    names += ["model.nir"] if nir else []
+    given_from_folder = weights is not None and (
+        Path(weights).resolve() == (Path(out_dir) / "weights.pt").resolve()
+    )
+    try:
+        out = check_export_folder(
+            out_dir, names, force, kept=["weights.pt"] if given_from_folder else []
+        )
+    except ExportFolderError as err:
+        raise ExportError(str(err)) from None
     try:
         storage = open_storage(storage_url, heartbeat_seconds=None)
         names = optuna.get_all_study_names(storage)
@@ -112,19 +127,21 @@ def export_trial(
         if weights is not None:
             _load_weights(network, Path(weights))
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     architecture_json = out / "architecture.json"
     architecture_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     model_py = write_model_py(document, out)
+    record_export(out, [architecture_json, model_py])
     weights_pt = None
     if weights is not None:
         weights_pt = out / "weights.pt"
-        if Path(weights).resolve() != weights_pt.resolve():
+        if not given_from_folder:
             shutil.copyfile(weights, weights_pt)
+            record_export(out, [weights_pt])
     nir_path = None
     if network is not None and nir:
         nir_path = export_nir(network, document, out / "model.nir")
+        record_export(out, [nir_path])
     return ExportResult(architecture_json, model_py, weights_pt, nir_path, trial.number)
 
 

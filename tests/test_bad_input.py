@@ -533,6 +533,10 @@ ROWS: dict[str, Row] = {
         ],
         ("study 's' has no trial 999",),
     ),
+    "export-out-empty": Row(
+        lambda ws: ["export", "--storage", ws.url, "--study-name", STUDY, "--out", ""],
+        ("--out is empty: name the folder to export into",),
+    ),
     "export-missing-study": Row(
         lambda ws: [
             "export",
@@ -690,6 +694,30 @@ def test_row_compare_rerun_with_other_settings(ws, capsys):
         study.user_attrs["config_fingerprint"]
     }
     assert len(study.trials) == 2
+
+
+def test_row_export_over_a_user_file(ws, capsys):
+    """`export --out DIR` where DIR holds a file no export wrote (the user's own model.py), or
+    an exported file edited since: refused in one line before anything is written, the file
+    byte-for-byte unchanged; exporting again over its own files is fine; --force overwrites."""
+    assert main(ws.optimize("--quiet")) == 0
+    export = ["export", "--storage", ws.url, "--study-name", STUDY, "--out"]
+    mine = ws.file("best/model.py", b"# my own model, not to be lost\n")
+    capsys.readouterr()
+    assert main([*export, ws.path("best")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "model.py exists and was not written by an earlier export" in line and "--force" in line
+    assert Path(mine).read_bytes() == b"# my own model, not to be lost\n"
+    assert not Path(ws.path("best/architecture.json")).exists()
+    assert main([*export, ws.path("fresh")]) == 0
+    assert main([*export, ws.path("fresh")]) == 0  # its own files: replaced without a word
+    Path(ws.path("fresh/model.py")).write_text("# edited by hand\n")
+    capsys.readouterr()
+    assert main([*export, ws.path("fresh")]) == 2
+    assert "fresh/model.py exists" in one_line(capsys.readouterr().err)
+    assert Path(ws.path("fresh/model.py")).read_text() == "# edited by hand\n"
+    assert main([*export, ws.path("fresh"), "--force"]) == 0
+    assert "def build_model" in Path(ws.path("fresh/model.py")).read_text()
 
 
 def test_row_score_minus_inf(ws, capsys):
