@@ -352,6 +352,11 @@ def validate(config: Config) -> None:
         raise ConfigError("[budget] give max_parameters or memory_megabytes, not both")
     if config.budget.memory_megabytes is not None and config.budget.memory_megabytes <= 0:
         raise ConfigError("[budget] memory_megabytes must be positive")
+    if config.budget.memory_bits == 0:  # rounds to no bit at all: nothing could ever fit
+        raise ConfigError(
+            f"[budget] memory_megabytes = {config.budget.memory_megabytes:g} is less than one "
+            "bit (1.25e-07 MB); give a budget of at least one weight"
+        )
     if config.search.timeout is not None and config.search.timeout <= 0:
         raise ConfigError("[search] timeout must be positive")
     for op in config.search.ops:

@@ -353,6 +353,10 @@ ROWS: dict[str, Row] = {
         bad_config({"train": {"weight_decay": -5e-4}}),
         ("[train] weight_decay must be 0 or positive", "-0.0005"),
     ),
+    "config-memory-budget-below-one-bit": Row(
+        bad_config({"budget": {"max_parameters": DELETE, "memory_megabytes": 1e-9}}),
+        ("[budget] memory_megabytes = 1e-09 is less than one bit",),
+    ),
     "config-negative-seed": Row(bad_config({"seed": -1}), ("seed must be at least 0",)),
     "config-seed-too-large": Row(bad_config({"seed": 2**32}), ("seed must be at most 4294967295",)),
     "config-both-memory-budgets": Row(
