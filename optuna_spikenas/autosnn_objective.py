@@ -29,7 +29,7 @@ from optuna_spikenas.objective import (
     study_dataset,
 )
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
-from optuna_spikenas.study_binding import bound_to_settings, fingerprint, value_settings
+from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.supernet import (
     SuperNetSettings,
     evaluate_path,
@@ -51,7 +51,7 @@ class AutoSNNObjective:
 
     def __init__(self, config: Config, log: Callable[[str], None] | None = None) -> None:
         self.config = config
-        self.fingerprint = fingerprint(value_settings(config))
+        self.fingerprint = config_fingerprint(config)
         self.device = "cpu"  # the super-network is trained and evaluated on the CPU
         self.dataset = study_dataset(config)
         s = config.supernet

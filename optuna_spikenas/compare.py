@@ -26,8 +26,7 @@ from optuna_spikenas.storage import open_storage
 from optuna_spikenas.study_binding import (
     FINGERPRINT_ATTR,
     bind_study,
-    fingerprint,
-    value_settings,
+    config_fingerprint,
 )
 
 DONE_ATTR = "compare_budget"
@@ -89,7 +88,7 @@ def prepare_study(
     value-defining settings (``study_binding``); an unfinished, differently budgeted or
     differently set one is deleted and made again, and ``log`` says which."""
     directions = list(config.directions)
-    mine = fingerprint(value_settings(config))
+    mine = config_fingerprint(config)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -131,13 +131,14 @@ def export_trial(
     architecture_json = out / "architecture.json"
     architecture_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     model_py = write_model_py(document, out)
-    record_export(out, [architecture_json, model_py])
+    written = [architecture_json, model_py]
     weights_pt = None
     if weights is not None:
         weights_pt = out / "weights.pt"
         if not given_from_folder:
             shutil.copyfile(weights, weights_pt)
-            record_export(out, [weights_pt])
+            written.append(weights_pt)
+    record_export(out, written)  # before the NIR graph, which may refuse
     nir_path = None
     if network is not None and nir:
         nir_path = export_nir(network, document, out / "model.nir")

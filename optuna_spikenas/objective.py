@@ -41,8 +41,7 @@ from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
 from optuna_spikenas.study_binding import (
     FINGERPRINT_ATTR,
     bound_to_settings,
-    fingerprint,
-    value_settings,
+    config_fingerprint,
 )
 from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
 
@@ -151,7 +150,7 @@ class SpikeNASObjective:
         self, config: Config, device: str | None = None, log: Callable[[str], None] | None = None
     ) -> None:
         self.config = config
-        self.fingerprint = fingerprint(value_settings(config))
+        self.fingerprint = config_fingerprint(config)
         self.space = config.search_space()
         self.profile = load_profile(config.hardware.profile)
         self.dataset = study_dataset(config)

@@ -80,6 +80,11 @@ def fingerprint(settings: dict[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def config_fingerprint(config: Config) -> str:
+    """The fingerprint of ``config``'s value-defining settings."""
+    return fingerprint(value_settings(config))
+
+
 def bound_fingerprint(study: optuna.Study) -> str | None:
     """The fingerprint the study is bound to: its lowest-numbered trial's that has one (None
     for a study no run of this package has written to yet)."""
