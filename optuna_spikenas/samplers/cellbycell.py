@@ -207,7 +207,11 @@ class CellByCellSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         beat_while_sampling(study, trial._trial_id)  # first: the trial exists from now on
         if SLOT_KEY in trial.system_attrs or "failed_trial" in trial.system_attrs:
-            return  # a retry made by Optuna's RetryFailedTrialCallback keeps its candidate
+            # A retry made by Optuna's RetryFailedTrialCallback keeps its candidate; it waits
+            # while another worker's trial that took the orphaned slot over is still running,
+            # so that it reuses that trial's score instead of scoring the candidate twice.
+            self._wait_for_slot_twin(study, trial)
+            return
         if "fixed_params" in trial.system_attrs or self.foreign_trials(study):
             raise ValueError(
                 "CellByCellSampler needs a study of its own, and proposes every candidate "
@@ -246,6 +250,23 @@ class CellByCellSampler(BaseSampler):
                 )
                 announced = True
             _fail_stale_trials(study)
+            time.sleep(self.poll_seconds)
+
+    def _wait_for_slot_twin(self, study: Study, trial: FrozenTrial) -> None:
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            by_number = {t.number: t for t in trials}
+            slot = _slot_of(by_number.get(trial.number, trial), by_number)
+            if not any(  # a fresh trial that took the slot over (never another retry: no deadlock)
+                t.number != trial.number
+                and t.state == TrialState.RUNNING
+                and "failed_trial" not in t.system_attrs
+                and _slot_of(t, by_number) == slot
+                for t in trials
+            ):
+                return
+            beat_while_sampling(study, trial._trial_id)
+            _fail_stale_trials(study)  # a twin whose worker died stops holding the slot
             time.sleep(self.poll_seconds)
 
     def _orphan_slot(self, study: Study, phase: Phase, own_number: int) -> int | None:
