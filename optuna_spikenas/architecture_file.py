@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, fields, replace
 from typing import Any
 
+from optuna_spikenas.limits import (
+    brief,
+    parameters_beyond_memory,
+    too_many_parameters,
+    too_many_timesteps,
+)
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, AutoSNNMacro
-from optuna_spikenas.snn.network import Macro
+from optuna_spikenas.snn.network import HEADS, MACROS, Macro
 from optuna_spikenas.space import Architecture, SpaceError
 
 FORMAT = "optuna-spikenas.architecture"
@@ -100,6 +107,8 @@ def read_architecture(
             document = json.loads(document)
         except json.JSONDecodeError as err:
             raise ArchitectureFileError(f"not JSON: {err}") from None
+        except RecursionError:
+            raise ArchitectureFileError("nested too deeply to be an architecture") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ArchitectureFileError(f'not an architecture document (no "format": "{FORMAT}")')
     if document.get("version") != VERSION:
@@ -127,6 +136,7 @@ def read_architecture(
         raise ArchitectureFileError('the document has no "architecture"') from None
     except SpaceError as err:
         raise ArchitectureFileError(f"architecture: {err}") from None
+    _check_size(arch, macro, timesteps)
     return arch, macro, timesteps
 
 
@@ -146,7 +156,39 @@ def _macro(macro_class: type, values: Any) -> Macro | AutoSNNMacro:
             and (isinstance(value, bool) or not isinstance(value, wanted))
         ):
             raise ArchitectureFileError(f"macro {f.name} must be {str(f.type)}, got {value!r}")
+    for f in fields(macro_class):
+        value = values.get(f.name)
+        if str(f.type) == "int" and value is not None and value < 1:
+            raise ArchitectureFileError(f"macro {f.name} must be a positive integer, got {value}")
+    name = values.get("name")
+    if macro_class is Macro:
+        known, named = ", ".join(MACROS), name is None or name in MACROS
+    else:  # AutoSNN's macros are named by a width: autosnn-16, ...
+        known = "autosnn-N"
+        named = name is None or re.fullmatch(r"autosnn-[1-9][0-9]*", str(name)) is not None
+    if not named:
+        raise ArchitectureFileError(
+            f"macro name {brief(name)} is not a macro of this search space; known: {known}"
+        )
+    if macro_class is Macro and values.get("head", "snasnet") not in HEADS:
+        raise ArchitectureFileError(
+            f"macro head {brief(values['head'])} is not one of {', '.join(HEADS)}"
+        )
     try:
         return macro_class(**values)
     except (TypeError, ValueError) as err:
         raise ArchitectureFileError(f"macro: {err}") from None
+
+
+def _check_size(arch: Architecture | AutoSNNArchitecture, macro: Any, timesteps: int) -> None:
+    """Refuse a document no machine could build (hand-edited widths and timesteps)."""
+    reason = too_many_timesteps(timesteps, "timesteps")
+    if reason is None and isinstance(arch, Architecture):
+        try:
+            reason = too_many_parameters(arch, macro, f"width {arch.width}")
+        except ValueError as err:  # images too small for the cells: the data decides later
+            reason = None if "too small" in str(err) else str(err)
+    elif reason is None:  # AutoSNN: at least one 3x3 conv at the macro's width
+        reason = parameters_beyond_memory(9 * macro.width**2, f"width {macro.width}")
+    if reason:
+        raise ArchitectureFileError(reason)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import optuna
 
-from optuna_spikenas.config import Config
+from optuna_spikenas.config import Config, require_config
 from optuna_spikenas.objective import (
     NOT_SCORED,
     find_scored_duplicate,
@@ -50,7 +50,7 @@ class AutoSNNObjective:
     default_width = 8  # CPU-sized; the paper's AutoSNN_16 is width 16
 
     def __init__(self, config: Config, log: Callable[[str], None] | None = None) -> None:
-        self.config = config
+        self.config = config = require_config(config, "AutoSNNObjective")
         self.fingerprint = config_fingerprint(config)
         self.device = "cpu"  # the super-network is trained and evaluated on the CPU
         self.dataset = study_dataset(config)

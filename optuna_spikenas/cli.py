@@ -35,11 +35,14 @@ from optuna_spikenas.dashboard import DEFAULT_HOST, artifact_dir_for
 from optuna_spikenas.data import DatasetError
 from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError
+from optuna_spikenas.limits import MAX_HEARTBEAT_SECONDS, MAX_THREADS, MAX_TIMESTEPS
+from optuna_spikenas.paths import not_a_file, unwritable_folder
 from optuna_spikenas.samplers import CellByCellSampler, make_sampler
 from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
 from optuna_spikenas.snn.network import MACROS
 from optuna_spikenas.space import SpaceError
 from optuna_spikenas.storage import (
+    SQLITE_BUSY_SECONDS,
     STORAGE_CLASSES,
     StorageError,
     load_study,
@@ -62,6 +65,47 @@ USER_ERRORS = (
     SpaceError,
     StorageError,
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, systemd, SLURM's time limit), handled as Ctrl-C is; exit status 143."""
+
+
+RECEIVED: list[int] = []
+"""Signals received while the command runs. Python drops an exception raised by a signal handler
+that interrupts a garbage-collection callback; the record keeps such a signal from being lost."""
+
+
+def stop_exception(signum: int) -> KeyboardInterrupt:
+    """What a signal raises: :class:`Terminated` for SIGTERM, KeyboardInterrupt for Ctrl-C."""
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def on_signal(signum: int, frame: Any) -> None:
+    RECEIVED.append(signum)
+    raise stop_exception(signum)
+
+
+def drop_interrupts(hook: Any) -> Any:
+    """An ``sys.unraisablehook`` that keeps quiet about a signal's exception that Python had to
+    drop (it is in :data:`RECEIVED` and stops the run at the next check)."""
+
+    def unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            hook(info)
+
+    return unraisable
+
+
+MAX_DOCUMENT_BYTES = 1 << 20
+"""An architecture file is a few kilobytes; more than a megabyte is the wrong file."""
+
+
+def report_stop(err: KeyboardInterrupt, what: str) -> int:
+    """Say in one line that the command was stopped, and what is kept; the exit status."""
+    terminated = isinstance(err, Terminated)
+    print(f"{'terminated' if terminated else 'interrupted'}: {what}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -145,10 +189,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 callbacks=[] if args.quiet or search.sampler != "cellbycell" else [PhaseProgress()],
             )
         if ctrl_c.pending:
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        print("interrupted: every completed trial is saved in the study", file=sys.stderr)
-        return 130
+            raise ctrl_c.stop()
+    except KeyboardInterrupt as err:
+        return report_stop(err, "every completed trial is saved in the study")
     finally:
         save_study_figures(study)  # the dashboard's study-level figures, up to date
     print_summary(study, args.storage, args.study_name)
@@ -159,10 +202,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 class CtrlC(logging.Filter):
-    """The objective of ``optimize``, so that Ctrl-C never leaves a trial RUNNING: a trial whose
-    objective runs is stopped (Optuna marks it failed), and a Ctrl-C that comes while Optuna
-    creates or records a trial waits for the next objective to start, or for the loop to end
-    (a second one does not wait; a trial it leaves RUNNING goes stale with the heartbeat).
+    """The objective of ``optimize``, so that Ctrl-C (or SIGTERM) never leaves a trial RUNNING:
+    a trial whose objective runs is stopped (Optuna marks it failed), and a signal that comes
+    while Optuna creates or records a trial waits for the next objective to start, or for the
+    loop to end (a second one does not wait; a trial it leaves RUNNING goes stale with the
+    heartbeat, or is failed by ``optuna-spikenas recover`` on a journal).
     As a log filter it drops Optuna's report of the stopped trial (a traceback): the command
     says it was interrupted in one line. So it does for a trial refused because another worker
     bound the study to other settings first (``StudySettingsError``): the command says so."""
@@ -171,40 +215,52 @@ class CtrlC(logging.Filter):
         super().__init__()
         self.objective, self.study = objective, study
         self.running = self.pending = self.interrupted = self.reported = False
+        self.signum = signal.SIGINT
         self.log = logging.getLogger("optuna.study._optimize")
-        self.previous: Any = None
+        self.previous: dict[int, Any] = {}
 
     def __call__(self, trial: optuna.Trial) -> Any:
         if self.pending:
-            raise KeyboardInterrupt
+            raise self.stop()
         self.running = True
         try:
             return self.objective(trial)
         except Exception:
-            if self.interrupted:  # what went wrong after Ctrl-C (e.g. uploading its artifacts)
-                raise KeyboardInterrupt from None
+            if self.interrupted:  # what went wrong after the signal (e.g. uploading artifacts)
+                raise self.stop() from None
             raise
         finally:
             self.running = False
 
-    def on_sigint(self, signum: int, frame: Any) -> None:
-        if self.running or self.pending:  # a second Ctrl-C does not wait (e.g. for a sampler)
-            self.interrupted = True
-            raise KeyboardInterrupt
+    def stop(self) -> KeyboardInterrupt:
+        return stop_exception(self.signum)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        """Stop the running objective at once; otherwise stop at the next objective's start or
+        the loop's end. Recorded first, so that a raise Python drops (see :data:`RECEIVED`)
+        still ends the loop after this trial."""
+        self.signum = signum
+        waiting = self.pending
         self.pending = True
         with contextlib.suppress(RuntimeError):  # outside the optimize loop: nothing to stop
             self.study.stop()
+        if self.running or waiting:  # a second signal does not wait (e.g. for a sampler)
+            self.interrupted = True
+            raise self.stop()
 
     def __enter__(self) -> CtrlC:
         self.log.addFilter(self)
+        if RECEIVED:  # a signal whose exception was dropped before the loop
+            self.signum, self.pending = RECEIVED[-1], True
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self.on_sigint)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self.on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.log.removeFilter(self)
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(
@@ -232,6 +288,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     load_study_names(args.storage, args.storage_class)  # a wrong URL: one line, not a server
     check_port_free(args.host, args.port)  # before the server announces that it listens
+    if args.artifact_dir and not Path(args.artifact_dir).is_dir():  # a typo: not a new tree
+        raise UsageError(f"--artifact-dir {args.artifact_dir} is not an existing folder")
     artifact_dir = args.artifact_dir or artifact_dir_for(args.storage)
     try:
         run_dashboard(args.storage, artifact_dir, args.port, args.host, log=progress_line)
@@ -239,8 +297,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UsageError(
             f"cannot serve on {args.host}:{args.port}: {err.strerror or err}"
         ) from None
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt as err:  # Ctrl-C is how a dashboard is stopped
+        return 143 if isinstance(err, Terminated) else 0
     return 0
 
 
@@ -257,7 +315,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def load_study_names(url: str, storage_class: str | None) -> list[str]:
-    storage = open_storage(url, storage_class, heartbeat_seconds=None)
+    storage = open_storage(url, storage_class, heartbeat_seconds=None, writes=False)
     names = optuna.get_all_study_names(storage)
     if not names:
         raise StorageError(
@@ -300,12 +358,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     try:
-        document = json.loads(Path(args.arch_json).read_text())
+        problem = not_a_file(args.arch_json)
+        if problem and problem != "does not exist":
+            raise UsageError(f"--arch-json {args.arch_json} {problem}")
+        with open(args.arch_json, "rb") as file:
+            text = file.read(MAX_DOCUMENT_BYTES + 1)
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise UsageError(f"--arch-json {args.arch_json} is larger than an architecture file")
+        document = json.loads(text.decode("utf-8"))
     except OSError as err:
         raise UsageError(f"--arch-json {args.arch_json}: {err.strerror or err}") from None
     except json.JSONDecodeError as err:
         raise ArchitectureFileError(f"{args.arch_json} is not JSON: {err}") from None
+    except RecursionError:
+        raise ArchitectureFileError(f"{args.arch_json} is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ArchitectureFileError(f"{args.arch_json} is not a text (UTF-8) file") from None
     out = args.out or str(Path(args.arch_json).with_suffix("")) + "-trained"
+    problem = unwritable_folder(out)
+    if problem:
+        raise UsageError(f"--out {out}: {problem}")
     if args.threads is not None:
         torch_threads(args.threads)
     try:
@@ -321,13 +393,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except TrainingError as err:
         raise UsageError(str(err)) from None
-    except KeyboardInterrupt:
-        print(
-            f"interrupted: the last finished epoch is saved in {out}; run the same command "
-            "again to resume",
-            file=sys.stderr,
+    except KeyboardInterrupt as err:
+        return report_stop(
+            err,
+            f"the last finished epoch is saved in {out}; run the same command again to resume",
         )
-        return 130
     print(f"trained {result.epochs_done} epochs: {result.result_json}")
     print(f"weights: {result.weights}")
     return 0
@@ -367,13 +437,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     except SuperNetCheckpointError as err:
         raise UsageError(str(err)) from None
-    except KeyboardInterrupt:
-        print(
-            "interrupted: finished runs are kept in the storage; run the command again to "
-            "finish the others",
-            file=sys.stderr,
+    except KeyboardInterrupt as err:
+        return report_stop(
+            err, "finished runs are kept in the storage; run the command again to finish the others"
         )
-        return 130
     print(f"report: {files.html}")
     print(f"data:   {files.json}")
     for png in files.pngs:
@@ -425,6 +492,24 @@ def cmd_analyze_ops(args: argparse.Namespace) -> int:
     html, data = op_analysis.write_outputs(analysis, args.out)  # first: the numbers are kept
     print(op_analysis.format_table(analysis))
     print(f"figure: {html}\ndata:   {data}")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Fail the RUNNING trials whose worker is gone: journal storages have no heartbeat."""
+    from optuna_spikenas.recovery import recover
+
+    storage = open_storage(args.storage, args.storage_class, heartbeat_seconds=None)
+    study = load_study(storage, args.study_name, args.storage)
+    result = recover(study, everything=args.all)
+    for number in result.failed:
+        print(f"trial {number}: failed (was RUNNING, its worker is gone)")
+    for number, why in result.kept:
+        print(f"trial {number}: left RUNNING ({why})")
+    hint = ""
+    if any("running" not in why for _, why in result.kept):
+        hint = "; --all fails these too, when no worker of this study runs anywhere"
+    print(f"{len(result.failed)} trial(s) failed, {len(result.kept)} left RUNNING{hint}")
     return 0
 
 
@@ -519,6 +604,19 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--quiet", action="store_true", help="no progress lines")
     trn.set_defaults(func=cmd_train)
 
+    rec = sub.add_parser(
+        "recover", help="fail RUNNING trials whose worker is gone (journal storages)"
+    )
+    rec.add_argument("--storage", required=True, help="the storage URL or journal file")
+    rec.add_argument("--storage-class", choices=STORAGE_CLASSES, default=None)
+    rec.add_argument("--study-name", required=True)
+    rec.add_argument(
+        "--all",
+        action="store_true",
+        help="fail every RUNNING trial (when no worker of the study runs anywhere)",
+    )
+    rec.set_defaults(func=cmd_recover)
+
     desc = sub.add_parser("describe", help="parameters and memory of one architecture")
     desc.add_argument("--macro", required=True, choices=(*MACROS, *AUTOSNN_MACROS))
     desc.add_argument(
@@ -563,29 +661,74 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        RECEIVED.clear()
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook, sys.unraisablehook = sys.unraisablehook, drop_interrupts(sys.unraisablehook)
+    thread_hook, threading.excepthook = threading.excepthook, one_line_thread_errors
     try:
         check_positive(args)
         return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C before a command's own handler (loading data, ...)
-        print("optuna-spikenas: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # a signal before a command's own handler (loading data)
+        terminated = isinstance(err, Terminated)
+        print(f"optuna-spikenas: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (*USER_ERRORS, UsageError) as err:
         if args.traceback:
             raise
-        print(f"optuna-spikenas: error: {err}", file=sys.stderr)
+        print(f"optuna-spikenas: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    except optuna.exceptions.StorageInternalError as err:  # the database failed mid-run
+        if args.traceback:
+            raise
+        print(f"optuna-spikenas: error: {storage_failure(err)}", file=sys.stderr)
+        return 1
     except Exception as err:  # an unexpected failure: one line, the traceback on request
         if args.traceback or os.environ.get("OPTUNA_SPIKENAS_TRACEBACK"):
             raise
         print(
-            f"optuna-spikenas: internal error: {type(err).__name__}: {err} "
+            f"optuna-spikenas: internal error: {type(err).__name__}: {one_line(str(err))} "
             "(rerun with --traceback for details)",
             file=sys.stderr,
         )
         return 1
+    finally:
+        sys.unraisablehook, threading.excepthook = hook, thread_hook
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def one_line(message: str, limit: int = 1000) -> str:
+    """A message as the one line a command ends with: no line breaks, at most ``limit``
+    characters (the rest is cut, and said to be)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else f"{text[:limit]}... (cut; --traceback shows all)"
+
+
+def one_line_thread_errors(info: Any) -> None:
+    """A background thread's failure in one line instead of a traceback. A storage failure
+    (Optuna's heartbeat on a database locked too long) is left to the main thread, which meets
+    the same lock and says so, or outlives it: each trial has a heartbeat thread of its own."""
+    err = info.exc_value
+    if not isinstance(err, optuna.exceptions.StorageInternalError):
+        text = f"{type(err).__name__}: {one_line(str(err))}"
+        print(f"optuna-spikenas: warning: a background thread stopped: {text}", file=sys.stderr)
+
+
+def storage_failure(err: BaseException) -> str:
+    """One line for a storage that failed while the command ran."""
+    cause = str(err.__cause__ or err).splitlines()[0]
+    if "database is locked" in cause:
+        return (
+            f"the database stayed locked by another process for over {SQLITE_BUSY_SECONDS:g} s "
+            "(SQLite retried all along); completed trials are saved, and the trial that could "
+            "not be written is failed by the next worker once its heartbeat stops"
+        )
+    return f"the storage failed: {cause}; completed trials are saved"
 
 
 def add_artifact_options(parser: argparse.ArgumentParser) -> None:
@@ -631,3 +774,15 @@ def check_positive(args: argparse.Namespace) -> None:
         value = getattr(args, key, None)
         if value is not None and value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    for key, most in (
+        ("threads", min(MAX_THREADS, os.cpu_count() or MAX_THREADS)),
+        ("heartbeat", MAX_HEARTBEAT_SECONDS),
+        ("timesteps", MAX_TIMESTEPS),
+        ("weight_bits", 64),
+    ):
+        value = getattr(args, key, None)
+        if value is not None and value > most:
+            why = " (the CPUs of this machine)" if key == "threads" else ""
+            raise UsageError(
+                f"--{key.replace('_', '-')} must be at most {most:,}{why}, got {value:,}"
+            )

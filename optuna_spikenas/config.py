@@ -28,6 +28,12 @@ from typing import Any
 
 from optuna_spikenas.data import DATASET_NAMES, PATH_DATASETS
 from optuna_spikenas.hardware.imc import HardwareProfileError, load_profile
+from optuna_spikenas.limits import (
+    brief,
+    too_many_parameters,
+    too_many_timesteps,
+    widest_architecture,
+)
 from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
 from optuna_spikenas.snn.network import MACROS
 from optuna_spikenas.space import OPS, SearchSpace
@@ -234,11 +240,34 @@ _SECTIONS = {
 }
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config is a few hundred bytes; more than a megabyte is the wrong file."""
+
+
+def require_config(config: object, who: str) -> Config:
+    """``config`` when it is a :class:`Config`; otherwise a TypeError that says how to make one
+    (a path is the usual slip: ``SpikeNASObjective("study.toml")``)."""
+    if isinstance(config, Config):
+        return config
+    path = str(config) if isinstance(config, str | Path) else "PATH"
+    example = f"load_config({path!r})"
+    raise TypeError(
+        f"{who} takes a Config, e.g. {who}({example}) with "
+        f"`from optuna_spikenas.config import load_config`; got {type(config).__name__}"
+    )
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:  # capped: `--config /dev/zero` never ends otherwise
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes: not a config"
+            )
+        raw = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except OSError as err:  # a directory, no permission, ...
@@ -247,6 +276,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config file {path} is not a text (UTF-8) file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     try:
         return config_from_dict(raw)
     except ConfigError as err:
@@ -288,34 +319,36 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
     if "tuple[str" in annotation:
         items = value if isinstance(value, list) else [value]
         if not items or not all(isinstance(v, str) for v in items):
-            raise ConfigError(f"{name} must be a list of names, got {value!r}")
+            raise ConfigError(f"{name} must be a list of names, got {brief(value)}")
         return tuple(items)
     if "tuple[int" in annotation:
         items = value if isinstance(value, list) else [value]
         if name.endswith("seeds"):
             return tuple(_int(name, v, minimum=0, maximum=MAX_SEED) for v in items)
+        if not items and name != "[space] widths":  # widths = []: the macro's own width
+            raise ConfigError(f"{name} must list at least one value, got []")
         return tuple(_int(name, v, minimum=1) for v in items)
     if annotation == "bool":
         if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
+            raise ConfigError(f"{name} must be true or false, got {brief(value)}")
         return value
     if annotation.startswith("int"):
         zero_allowed = name in ("[train] epochs", "[space] final_pool")  # 0: off, the macro's
         return _int(name, value, minimum=0 if zero_allowed else 1)
     if annotation.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, int | float) or not isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            raise ConfigError(f"{name} must be a finite number, got {brief(value)}")
         return float(value)
     if annotation == "str":
         if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
+            raise ConfigError(f"{name} must be a string, got {brief(value)}")
         return value
     raise AssertionError(f"unhandled config type {annotation} for {name}")
 
 
 def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {brief(value)}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -325,7 +358,7 @@ def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int
 
 def _one_of(name: str, value: str, allowed) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {brief(value)}")
 
 
 def validate(config: Config) -> None:
@@ -339,6 +372,12 @@ def validate(config: Config) -> None:
     if config.dataset.verify and config.dataset.name not in ("cifar10", "cifar100"):
         raise ConfigError("[dataset] verify checks CIFAR's published md5s: only for cifar10/100")
     _one_of("[space] macro", config.space.macro, (*MACROS, *AUTOSNN_MACROS))
+    macro = MACROS.get(config.space.macro)
+    if config.space.final_pool and (macro is None or macro.head != "snasnet"):
+        raise ConfigError(
+            f"[space] final_pool sets the pooling before SNASNet's classifier head; macro "
+            f"{config.space.macro!r} has no such pooling: remove final_pool"
+        )
     _one_of("[score] kind", config.score.kind, SCORE_KINDS)
     _one_of("[score] device", config.score.device, DEVICES)
     _one_of("[search] sampler", config.search.sampler, SAMPLERS)
@@ -361,6 +400,11 @@ def validate(config: Config) -> None:
         raise ConfigError("[search] timeout must be positive")
     for op in config.search.ops:
         _one_of("[search] ops", op, OPS)
+    if not set(config.search.ops) - {"zero"}:
+        raise ConfigError(
+            f"[search] ops = {list(config.search.ops)} has no op that carries a signal: every "
+            "cell would be empty; add skip, conv1x1, conv3x3 or avgpool3x3"
+        )
     for name, value in config.budget.hardware_budgets().items():
         if value <= 0:
             raise ConfigError(f"[budget] {name} must be positive, got {value}")
@@ -380,6 +424,31 @@ def validate(config: Config) -> None:
         )
     if config.budget.weight_bits > 64:
         raise ConfigError("[budget] weight_bits must be between 1 and 64")
+    _check_sizes(config)
+
+
+def _check_sizes(config: Config) -> None:
+    """Refuse a search whose networks no machine could run, before any is built."""
+    for name, timesteps in (
+        ("[score] timesteps", config.score.timesteps),
+        ("[supernet] timesteps", config.supernet.timesteps),
+    ):
+        reason = too_many_timesteps(timesteps, name)
+        if reason:
+            raise ConfigError(reason)
+    if config.is_autosnn:
+        return
+    macro = MACROS[config.space.macro]
+    if config.space.final_pool:
+        macro = replace(macro, final_pool=config.space.final_pool)
+    widths = config.space.widths or (macro.width,)
+    widest = widest_architecture(max(config.space.num_cells), max(widths))
+    try:
+        reason = too_many_parameters(widest, macro, f"[space] widths = {list(config.space.widths)}")
+    except ValueError:  # the macro's own images are too small for these cells: the data decides
+        return
+    if reason:
+        raise ConfigError(reason)
 
 
 def _check_train(config: Config) -> None:

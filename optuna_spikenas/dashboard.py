@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.exceptions import StorageInternalError
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.architecture_file import architecture_record
@@ -60,13 +61,21 @@ class TrialArtifacts:
 
     def __call__(self, trial: optuna.Trial) -> Any:
         values = None
+        interrupted = False
         try:
             values = self.objective(trial)
             return values
+        except BaseException as err:
+            # Ctrl-C or SIGTERM may land between two of the trial's attributes, and a storage
+            # that failed takes no artifact either: leave at once.
+            interrupted = not isinstance(err, Exception) or isinstance(err, StorageInternalError)
+            raise
         finally:
-            if "architecture" in trial.user_attrs:
+            if not interrupted and "architecture" in trial.user_attrs:
                 try:
                     self.upload(trial, values)
+                except StorageInternalError:  # the storage failed: the run stops, as elsewhere
+                    raise
                 except Exception as err:  # never hide the trial's own error, nor lose its result
                     warnings.warn(
                         f"trial {trial.number}: artifacts not uploaded ({type(err).__name__}: "
@@ -245,7 +254,7 @@ def run_dashboard(
     """Serve optuna-dashboard for ``storage_url`` with the artifact store set (blocks)."""
     from optuna_dashboard import run_server
 
-    storage = open_storage(storage_url, heartbeat_seconds=None)
+    storage = open_storage(storage_url, heartbeat_seconds=None, writes=False)
     store = open_artifact_store(artifact_dir)
     if log is not None:
         log(f"optuna-dashboard on http://{host}:{port}/  (artifacts: {artifact_dir}); Ctrl-C stops")

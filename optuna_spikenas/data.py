@@ -57,6 +57,7 @@ from optuna_spikenas.image_datasets import (
     read_cifar100,
     read_tinyimagenet,
 )
+from optuna_spikenas.paths import not_a_file
 
 __all__ = [
     "ANIMAL_MNIST_CLASSES",
@@ -549,8 +550,9 @@ def _read_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def _read_user_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a user's ``.npz`` dataset (never unpickled)."""
-    if not path.is_file():
-        raise DatasetError(f"dataset file {path} does not exist")
+    problem = not_a_file(path)
+    if problem:
+        raise DatasetError(f"dataset file {path} {problem}")
     if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and suggest unpickling
         raise DatasetError(f"dataset file {path} is not a .npz file (a NumPy zip archive)")
     try:

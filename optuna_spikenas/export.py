@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
 import types
 import warnings
@@ -40,6 +41,7 @@ from optuna_spikenas.config import Config
 from optuna_spikenas.dashboard import artifact_dir_for
 from optuna_spikenas.export_folder import ExportFolderError, check_export_folder, record_export
 from optuna_spikenas.model_template import write_model_py
+from optuna_spikenas.paths import make_folder, not_a_file
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, build_autosnn
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, SpaceError
@@ -106,7 +108,7 @@ def export_trial(
     except ExportFolderError as err:
         raise ExportError(str(err)) from None
     try:
-        storage = open_storage(storage_url, heartbeat_seconds=None)
+        storage = open_storage(storage_url, heartbeat_seconds=None, writes=False)
         names = optuna.get_all_study_names(storage)
         if study_name not in names:
             known = f"studies there: {', '.join(names)}" if names else "it has no studies"
@@ -127,7 +129,9 @@ def export_trial(
         if weights is not None:
             _load_weights(network, Path(weights))
 
-    out.mkdir(parents=True, exist_ok=True)
+    problem = make_folder(out)
+    if problem:
+        raise ExportError(f"--out {out}: {problem}")
     architecture_json = out / "architecture.json"
     architecture_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     model_py = write_model_py(document, out)
@@ -295,14 +299,24 @@ def build_from_document(document: dict[str, Any], seed: int | None = None) -> nn
 
 def _load_weights(network: nn.Module, path: Path) -> None:
     """Load a state-dict file into ``network``, or say why it does not fit."""
-    if not path.is_file():
-        raise ExportError(f"weights file {path} does not exist")
+    problem = not_a_file(path)
+    if problem:
+        raise ExportError(f"weights file {path} {problem}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and unpickler errors vary
-        raise ExportError(f"cannot read weights {path}: {type(err).__name__}: {err}") from None
+    except pickle.UnpicklingError:  # torch explains weights_only over many lines
+        raise ExportError(
+            f"cannot read weights {path}: it holds pickled objects other than tensors, which "
+            "are not loaded (save a state dict: torch.save(model.state_dict(), PATH))"
+        ) from None
+    except Exception as err:  # zip and unpickler errors vary
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ExportError(f"cannot read weights {path}: {type(err).__name__}: {first}") from None
     if not isinstance(state, dict):
         raise ExportError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+    for name, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all():
+            raise ExportError(f"weights {path}: {name} holds NaN or infinite values")
     try:
         network.load_state_dict(state)
     except RuntimeError as err:

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from optuna_spikenas.paths import unwritable_folder
+
 RECORD = ".optuna-spikenas-export.json"
 
 
@@ -43,8 +45,9 @@ def check_export_folder(
     if not str(out_dir).strip():
         raise ExportFolderError("--out is empty: name the folder to export into")
     folder = Path(out_dir)
-    if folder.exists() and not folder.is_dir():
-        raise ExportFolderError(f"--out {folder}: exists and is not a folder")
+    problem = unwritable_folder(folder)
+    if problem:
+        raise ExportFolderError(f"--out {folder}: {problem}")
     if force or not folder.is_dir():
         return folder
     earlier = _written_before(folder)

@@ -56,6 +56,7 @@ from optuna_spikenas.data import Dataset
 from optuna_spikenas.hardware.imc import imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.objective import resolve_device, study_dataset
+from optuna_spikenas.paths import make_folder
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights, quantize_weights
 from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, AutoSNNMacro, build_autosnn
 from optuna_spikenas.snn.network import Macro
@@ -360,7 +361,9 @@ def train_final(
     started = time.perf_counter()
     plan = make_plan(document, config, epochs, weight_bits, device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    problem = make_folder(out)
+    if problem:
+        raise TrainingError(f"--out {out}: {problem}")
     checkpoint = out / CHECKPOINT
     if fresh:
         checkpoint.unlink(missing_ok=True)

@@ -28,7 +28,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch.nn.utils import parametrize
 
-from optuna_spikenas.config import Config, ConfigError
+from optuna_spikenas.config import Config, ConfigError, require_config
 from optuna_spikenas.data import Dataset, batch_for_scoring, load_dataset
 from optuna_spikenas.hardware.imc import HardwareReport, imc_report, load_profile
 from optuna_spikenas.hardware.memory import MemoryReport, memory_report
@@ -149,7 +149,7 @@ class SpikeNASObjective:
     def __init__(
         self, config: Config, device: str | None = None, log: Callable[[str], None] | None = None
     ) -> None:
-        self.config = config
+        self.config = config = require_config(config, "SpikeNASObjective")
         self.fingerprint = config_fingerprint(config)
         self.space = config.search_space()
         self.profile = load_profile(config.hardware.profile)
@@ -382,7 +382,7 @@ def find_scored_duplicate(
 def make_objective(config: Config, log: Callable[[str], None] | None = None):
     """The objective of ``config``: AutoSNN's super-network fitness for AutoSNN macros,
     otherwise the SpikeNAS/NeuroNAS score (and optional training)."""
-    if config.is_autosnn:
+    if require_config(config, "make_objective").is_autosnn:
         from optuna_spikenas.autosnn_objective import AutoSNNObjective  # it imports this module
 
         return AutoSNNObjective(config, log=log)

@@ -10,7 +10,9 @@ with the same candidate by Optuna's retry callback (:class:`RetryStaleTrial`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import os
 import warnings
 
@@ -39,6 +41,7 @@ def open_storage(
     heartbeat_seconds: int | None = 10,
     create: bool = False,
     retries: int = DEFAULT_RETRIES,
+    writes: bool = True,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL as ``optuna`` CLI accepts it: an RDB URL, a journal file
     path, or a Redis URL; ``storage_class`` names the class when the URL alone is ambiguous.
@@ -47,7 +50,12 @@ def open_storage(
     machine lost) is marked failed after two missed beats by the next worker that looks, and
     re-run with the same candidate up to ``retries`` times (0: never; the cell-by-cell sampler
     then still hands the candidate to another trial). With ``create`` a missing SQLite file
-    (and its folder) is made, as ``compare`` needs.
+    (and its folder) is made, as ``compare`` needs. ``writes=False`` (dashboard, export) accepts
+    a read-only database.
+
+    Nothing is written to a file that is not already an Optuna storage (:func:`check_sqlite_file`,
+    :func:`open_journal`): another application's SQLite database, an empty file or a damaged
+    journal is refused in one line, byte-for-byte unchanged.
     """
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise StorageError(
@@ -60,21 +68,9 @@ def open_storage(
     if storage_class == "JournalFileBackend" or (
         storage_class is None and os.path.isfile(url) and not url.startswith("sqlite")
     ):
-        if not os.path.isfile(url):
-            raise StorageError(f"journal file {url} does not exist; create the study first")
-        return JournalStorage(JournalFileBackend(url))
+        return open_journal(url, writes)
     if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if create and path and path != ":memory:":
-            try:
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            except OSError as err:
-                raise StorageError(f"cannot create the folder of {path}: {err}") from None
-        elif path and path != ":memory:" and not os.path.isfile(path):
-            raise StorageError(
-                f"database file {path} does not exist; create the study first with "
-                f"`optuna create-study --storage {url} --study-name NAME --direction maximize`"
-            )
+        check_sqlite_file(url, create, writes)
     if "://" not in url:
         raise StorageError(
             f"storage {url!r} is neither a database URL (e.g. sqlite:///nas.db) nor an existing "
@@ -86,14 +82,19 @@ def open_storage(
         with warnings.catch_warnings():  # heartbeats and retries are "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = RDBStorage(
-                url,
+                sqlite_uri(url) if url.startswith("sqlite:///") else url,
+                engine_kwargs=(
+                    {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+                    if url.startswith("sqlite")
+                    else None
+                ),
                 heartbeat_interval=heartbeat_seconds or None,
                 grace_period=2 * heartbeat_seconds if heartbeat_seconds else None,
                 heartbeat_stale_trial_callback=(
                     RetryStaleTrial(max_retry=retries) if heartbeat_seconds and retries else None
                 ),
             )
-        if url.startswith("sqlite"):
+        if url.startswith("sqlite") and writes:
             _fast_sqlite(storage)
         return storage
     except ImportError as err:  # no driver for the URL's database
@@ -106,6 +107,149 @@ def open_storage(
         ) from None
     except Exception as err:  # SQLAlchemy reports bad URLs and unreachable servers variously
         raise StorageError(f"cannot open storage {redact(url)}: {type(err).__name__}") from None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+OPTUNA_TABLES = ("studies", "trials", "version_info")
+"""Tables every Optuna RDB storage has; a database with tables but not these is not Optuna's."""
+SQLITE_BUSY_SECONDS = float(os.environ.get("SPIKENAS_SQLITE_BUSY_SECONDS", 60))
+"""How long a write waits for a database another process has locked (SQLite retries with growing
+pauses) before the command stops with one line; the environment variable sets it for tests."""
+
+
+def check_sqlite_file(url: str, create: bool, writes: bool) -> None:
+    """Refuse, before SQLAlchemy touches it, an SQLite URL whose file is missing (unless
+    ``create``), empty, not SQLite, another application's database, or read-only when the
+    command ``writes``. Reads the file's header and table names only (opened read-only)."""
+    path, _, query = url[len("sqlite:///") :].partition("?")
+    if not path:
+        raise StorageError(f"{url} names no database file; give one, e.g. sqlite:///nas.db")
+    if path == ":memory:":
+        return
+    read_only = "mode=ro" in query.split("&")
+    if writes and read_only:
+        raise StorageError(
+            f"{url} opens the database read-only, but this command records trials in it; "
+            "drop ?mode=ro"
+        )
+    if os.path.isdir(path):
+        raise StorageError(f"database file {path} is a directory")
+    if not os.path.exists(path):
+        if not create:
+            raise StorageError(
+                f"database file {path} does not exist; create the study first with "
+                f"`optuna create-study --storage {url} --study-name NAME --direction maximize`"
+            )
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create the folder of {path}: {err}") from None
+        return
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise StorageError(f"database file {path} cannot be read: {err.strerror}") from None
+    if not header and not create:
+        raise StorageError(
+            f"database file {path} is empty, not an Optuna database; nothing was written to it "
+            f"(`optuna create-study --storage {url} ...` makes the study)"
+        )
+    if header and header != SQLITE_HEADER:
+        raise StorageError(f"{path} is not an SQLite database; nothing was written to it")
+    tables = sqlite_tables(path) if header else []
+    missing = [name for name in OPTUNA_TABLES if name not in tables]
+    if tables and missing or (not tables and not create):
+        found = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(
+            f"{path} is not an Optuna database (its tables: {found or 'none'}); nothing was "
+            "written to it"
+        )
+    if writes and not os.access(path, os.W_OK):
+        raise StorageError(f"database file {path} is read-only; this command records trials in it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if writes and not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"the folder {folder} is read-only; SQLite writes its journal beside {path}"
+        )
+
+
+def sqlite_uri(url: str) -> str:
+    """``sqlite:///nas.db?mode=ro`` as the URI form SQLite honours (``?mode=ro`` alone is
+    ignored by SQLAlchemy's driver, which then opens the file read-write)."""
+    path, _, query = url[len("sqlite:///") :].partition("?")
+    if "mode=ro" not in query.split("&") or path.startswith("file:"):
+        return url
+    return f"sqlite:///file:{path}?{query}&uri=true"
+
+
+def sqlite_tables(path: str) -> list[str]:
+    """The table names of an SQLite file, read through a read-only connection."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        ) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            return [name for (name,) in rows]
+    except sqlite3.DatabaseError as err:
+        raise StorageError(f"{path} is not a readable SQLite database ({err})") from None
+
+
+def open_journal(path: str, writes: bool) -> JournalStorage:
+    """A journal-file storage, replayed once to check that the file is an Optuna journal."""
+    if not os.path.isfile(path):
+        raise StorageError(f"journal file {path} does not exist; create the study first")
+    with open(path, "rb") as file:
+        first = file.readline(1 << 20)
+    if first.startswith(SQLITE_HEADER):
+        raise StorageError(
+            f"{path} is an SQLite database, not a journal file; use --storage sqlite:///{path}"
+        )
+    if first and not is_journal_record(first):
+        raise StorageError(
+            f"{path} is not an Optuna journal file (its first line is no journal record); "
+            "nothing was written to it"
+        )
+    if writes and not os.access(path, os.W_OK):
+        raise StorageError(f"journal file {path} is read-only; this command records trials in it")
+    if writes and not _ends_with_newline(path):
+        raise StorageError(
+            f"journal file {path} ends in a cut-off record (a worker stopped while writing it): "
+            "Optuna would join the next record to it and damage the file; back it up and remove "
+            f"the incomplete last line (`sed -i '$d' {path}`), then run again"
+        )
+    storage = JournalStorage(JournalFileBackend(path))
+    try:
+        storage.get_all_studies()
+    except Exception as err:  # garbage, binary, a damaged record
+        raise StorageError(
+            f"{path} is not an Optuna journal file, or it is damaged ({type(err).__name__}); "
+            "nothing was written to it"
+        ) from None
+    return storage
+
+
+def _ends_with_newline(path: str) -> bool:
+    """True for an empty file or one whose last byte ends a line."""
+    with open(path, "rb") as file:
+        if file.seek(0, os.SEEK_END) == 0:
+            return True
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
+def is_journal_record(line: bytes) -> bool:
+    """True for a line of Optuna's journal: a JSON object with an ``op_code``. (Optuna skips a
+    last line that does not parse, as a write cut short, so a one-line garbage file would pass
+    its own replay.)"""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "op_code" in record
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):

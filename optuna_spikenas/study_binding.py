@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 
 from optuna_spikenas.config import Config, ConfigError
+from optuna_spikenas.recovery import mark_worker
 
 FINGERPRINT_ATTR = "config_fingerprint"
 """Trial and study user attribute: the fingerprint of the run's value-defining settings."""
@@ -132,6 +133,29 @@ def _check_trial(trial: optuna.Trial, config: Config, mine: str) -> None:
         raise _refusal(trial.study, value_settings(config), str(bound))
 
 
+def check_study_fits(study: optuna.Study, objective: Any) -> None:
+    """Refuse a study whose directions are not the objective's (all its values are maximized),
+    or whose sampler was given settings that contradict the objective's config (the CLI builds
+    both from one config; through the Python API they can disagree)."""
+    wanted = tuple(objective.config.directions)
+    found = tuple(d.name.lower() for d in study.directions)
+    if found != wanted:
+        raise StudySettingsError(
+            f"study {study.study_name!r} has directions {list(found)}, but this objective's "
+            f"values are to {' and '.join(wanted)}: create the study with "
+            f"directions={list(wanted)}"
+        )
+    mismatches = getattr(study.sampler, "mismatches", None)
+    space = getattr(objective, "space", None)
+    if mismatches is not None and space is not None:
+        differing = mismatches(space, objective.config.search.ops)
+        if differing:
+            raise StudySettingsError(
+                f"{type(study.sampler).__name__} contradicts the objective's config: "
+                f"{'; '.join(differing)}; build both from one config (make_sampler)"
+            )
+
+
 def bound_to_settings(call: Callable[[Any, optuna.Trial], Any]) -> Callable[..., Any]:
     """Wrap an objective's ``__call__`` (an object with ``config`` and ``fingerprint``): mark the
     trial with the run's fingerprint and check the study's binding before the objective runs and
@@ -141,6 +165,8 @@ def bound_to_settings(call: Callable[[Any, optuna.Trial], Any]) -> Callable[...,
 
     @functools.wraps(call)
     def bound_call(objective: Any, trial: optuna.Trial) -> Any:
+        mark_worker(trial.study, trial._trial_id)
+        check_study_fits(trial.study, objective)
         trial.set_user_attr(FINGERPRINT_ATTR, objective.fingerprint)
         _check_trial(trial, objective.config, objective.fingerprint)
         values = call(objective, trial)

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from optuna_spikenas.atomic_file import write_atomically
 from optuna_spikenas.data import Dataset, Split, augment_batch
+from optuna_spikenas.paths import unwritable_folder
 from optuna_spikenas.snn.autosnn import (
     AUTOSNN_MACROS,
     BLOCKS,
@@ -335,6 +336,9 @@ def load_or_train_supernet(
     trained before, else trained (:func:`train_supernet`) and saved there. Raises
     :class:`SuperNetCheckpointError` for an unusable checkpoint file."""
     path = checkpoint_path(dataset, settings, checkpoint_dir)
+    problem = None if path.exists() else unwritable_folder(checkpoint_dir)
+    if problem:  # found out before training, not when the trained network is to be saved
+        raise SuperNetCheckpointError(f"[supernet] checkpoint_dir {checkpoint_dir}: {problem}")
     if path.exists():
         supernet = _load(path, dataset, settings)
         if progress is not None:
@@ -384,6 +388,7 @@ def evaluate_path(
     finally:
         supernet.train(was_training)
     raw = counter.result()
+
     def on_path(by_layer: dict[str, float]) -> dict[str, float]:
         named = {path_name(name, arch): spikes for name, spikes in by_layer.items()}
         return {name: spikes for name, spikes in named.items() if name is not None}

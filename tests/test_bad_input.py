@@ -10,6 +10,7 @@ tests list the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -370,6 +371,44 @@ ROWS: dict[str, Row] = {
     "config-no-stopping-rule": Row(
         bad_config({"search": {"n_trials": DELETE}}), ("never stops by itself", "--n-trials")
     ),
+    "config-device-file": Row(
+        lambda ws: ws.optimize(config="/dev/zero"), ("/dev/zero is larger than 1,048,576 bytes",)
+    ),
+    "config-nested-too-deep": Row(
+        config_file("a = " + "[" * 20000 + "]" * 20000 + "\n"), ("nested too deeply",)
+    ),
+    "config-long-string-cut": Row(
+        bad_config({"dataset": {"name": "x" * 500_000}}),
+        ("[dataset] name must be one of", "(500,002 characters)"),
+    ),
+    "config-width-beyond-memory": Row(
+        bad_config({"space": {"widths": [1_000_000]}, "budget": {"max_parameters": DELETE}}),
+        ("[space] widths = [1000000]", "parameters", "more than this machine's"),
+    ),
+    "config-timesteps-too-many": Row(
+        bad_config({"score": {"timesteps": 10**9}}),
+        ("[score] timesteps must be at most 10,000",),
+    ),
+    "config-final-pool-without-snasnet-head": Row(
+        bad_config({"space": {"final_pool": 2}}),
+        ("[space] final_pool", "macro 'light' has no such pooling"),
+    ),
+    "config-cellbycell-num-cells-empty": Row(
+        bad_config({"space": {"num_cells": []}, "search": {"sampler": "cellbycell"}}),
+        ("[space] num_cells must list at least one value",),
+    ),
+    "config-cellbycell-only-zero-ops": Row(
+        bad_config({"search": {"sampler": "cellbycell", "ops": ["zero"], "n_trials": DELETE}}),
+        ("[search] ops = ['zero'] has no op that carries a signal",),
+    ),
+    "config-hardware-profile-binary": Row(
+        lambda ws: ws.optimize(
+            config=ws.config(
+                {"hardware": {"profile": ws.file("chip.toml", b"\xff\xfe\x00\x01binary")}}
+            )
+        ),
+        ("[hardware] profile", "chip.toml is not a text (UTF-8) file"),
+    ),
     "config-dataset-path-not-used": Row(
         bad_config({"dataset": {"path": "data.npz"}}), ("[dataset] path is needed by, and only by",)
     ),
@@ -473,6 +512,24 @@ ROWS: dict[str, Row] = {
         ("127.0.0.1",),
         hidden=("secret",),
     ),
+    "storage-sqlite-no-file": Row(
+        storage(lambda ws: "sqlite:///"), ("sqlite:/// names no database file",)
+    ),
+    "storage-sqlite-read-only-url": Row(
+        storage(lambda ws: ws.url + "?mode=ro"),
+        ("?mode=ro opens the database read-only", "records trials"),
+    ),
+    "storage-sqlite-a-directory": Row(
+        storage(lambda ws: f"sqlite:///{ws.root}"), ("is a directory",)
+    ),
+    "storage-journal-garbage": Row(
+        storage(lambda ws: ws.file("nas.log", "hello\nworld\n")),
+        ("nas.log is not an Optuna journal file", "nothing was written"),
+    ),
+    "storage-journal-is-sqlite": Row(
+        storage(lambda ws: str(ws.root / "nas.db"), "--storage-class", "JournalFileBackend"),
+        ("is an SQLite database, not a journal file", "sqlite:///"),
+    ),
     "storage-journal-file-missing": Row(
         storage(lambda ws: ws.path("missing.log"), "--storage-class", "JournalFileBackend"),
         ("journal file", "missing.log does not exist"),
@@ -521,6 +578,38 @@ ROWS: dict[str, Row] = {
     "train-arch-json-bad-timesteps": Row(
         train(lambda ws: architecture_document(ws, timesteps=0)),
         ("timesteps must be a positive integer",),
+    ),
+    "train-arch-json-timesteps-too-many": Row(
+        train(lambda ws: architecture_document(ws, timesteps=10**9)),
+        ("timesteps must be at most 10,000, got 1,000,000,000",),
+    ),
+    "train-arch-json-width-beyond-memory": Row(
+        train(lambda ws: architecture_document(ws, macro={"width": 10**6})),
+        ("width 1000000", "parameters", "more than this machine's"),
+    ),
+    "train-arch-json-final-pool-zero": Row(
+        train(lambda ws: architecture_document(ws, macro={"head": "snasnet", "final_pool": 0})),
+        ("macro final_pool must be a positive integer, got 0",),
+    ),
+    "train-arch-json-negative-hidden": Row(
+        train(lambda ws: architecture_document(ws, macro={"hidden": -5})),
+        ("macro hidden must be a positive integer, got -5",),
+    ),
+    "train-arch-json-no-voters": Row(
+        train(lambda ws: architecture_document(ws, macro={"voters_per_class": 0})),
+        ("macro voters_per_class must be a positive integer, got 0",),
+    ),
+    "train-arch-json-unknown-macro": Row(
+        train(lambda ws: architecture_document(ws, macro={"name": "nonexistent"})),
+        ("macro name 'nonexistent' is not a macro of this search space", "light"),
+    ),
+    "train-arch-json-unknown-head": Row(
+        train(lambda ws: architecture_document(ws, macro={"head": "bogus"})),
+        ("macro head 'bogus' is not one of snasnet, gap",),
+    ),
+    "train-arch-json-nested-too-deep": Row(
+        train(lambda ws: ws.file("architecture.json", "[" * 20000 + "]" * 20000)),
+        ("is nested too deeply",),
     ),
     # the other commands and flags
     "export-missing-trial": Row(
@@ -573,6 +662,54 @@ ROWS: dict[str, Row] = {
         ],
         ("[compare] samplers must be one of", "'bogus'"),
     ),
+    "dashboard-artifact-dir-missing": Row(
+        lambda ws: ["dashboard", "--storage", ws.url, "--artifact-dir", ws.path("typo/path")],
+        ("--artifact-dir", "typo/path is not an existing folder"),
+    ),
+    "dashboard-journal-garbage": Row(
+        lambda ws: ["dashboard", "--storage", ws.file("nas.log", "not a journal\n")],
+        ("nas.log is not an Optuna journal file",),
+    ),
+    "describe-weight-bits-above-64": Row(
+        describe("--macro", "light", "--arch", GOOD_CELL, "--weight-bits", "100"),
+        ("--weight-bits must be at most 64, got 100",),
+    ),
+    "train-weight-bits-above-64": Row(
+        train(architecture_document, "--weight-bits", "65"),
+        ("--weight-bits must be at most 64, got 65",),
+    ),
+    "train-out-existing-file": Row(
+        lambda ws: [*train(architecture_document)(ws), "--out", ws.file("taken", "mine\n")],
+        ("--out", "taken: exists and is not a folder"),
+    ),
+    "train-out-under-a-file": Row(
+        lambda ws: [*train(architecture_document)(ws), "--out", ws.file("f", "x\n") + "/sub"],
+        ("--out", "cannot be created", "is a file, not a folder"),
+    ),
+    "export-out-existing-file": Row(
+        lambda ws: [
+            "export",
+            "--storage",
+            ws.url,
+            "--study-name",
+            STUDY,
+            "--out",
+            ws.file("f", ""),
+        ],
+        ("--out", "exists and is not a folder"),
+    ),
+    "export-out-under-a-file": Row(
+        lambda ws: [
+            "export",
+            "--storage",
+            ws.url,
+            "--study-name",
+            STUDY,
+            "--out",
+            ws.file("f", "x\n") + "/sub",
+        ],
+        ("cannot be created", "is a file, not a folder"),
+    ),
     "dashboard-port-out-of-range": Row(
         lambda ws: ["dashboard", "--storage", ws.url, "--port", "70000"],
         ("--port must be between 1 and 65535",),
@@ -584,6 +721,22 @@ ROWS: dict[str, Row] = {
     "seed-too-large": Row(flags("--seed", 2**32), ("--seed must be between 0 and 4294967295",)),
     "timeout-negative": Row(flags("--timeout", -1), ("--timeout must be positive",)),
     "heartbeat-zero": Row(flags("--heartbeat", 0), ("--heartbeat must be positive",)),
+    "heartbeat-too-long": Row(
+        flags("--heartbeat", 99999999999), ("--heartbeat must be at most 3,600",)
+    ),
+    "threads-beyond-cpus": Row(
+        flags("--threads", 100000), ("--threads must be at most", "(the CPUs of this machine)")
+    ),
+    "dataset-npz-not-a-regular-file": Row(
+        lambda ws: ws.optimize(config=ws.config({"dataset": {"name": "npz", "path": "/dev/zero"}})),
+        ("dataset file /dev/zero is not a regular file",),
+    ),
+    "supernet-checkpoint-dir-under-a-file": Row(
+        lambda ws: ws.optimize(
+            config=ws.config(AUTOSNN, {"supernet": {"checkpoint_dir": ws.file("f", "x") + "/ck"}})
+        ),
+        ("[supernet] checkpoint_dir", "cannot be created", "is a file, not a folder"),
+    ),
 }
 
 
@@ -693,7 +846,9 @@ def test_row_compare_rerun_with_other_settings(ws, capsys):
     assert main(["compare", "--config", changed, "--out", out, "--no-png", "--no-artifacts"]) == 0
     err = capsys.readouterr().err
     assert "made with other value-defining settings, started again" in err
-    study = optuna.load_study(study_name="compare-random-seed0", storage=f"sqlite:///{out}/compare.db")
+    study = optuna.load_study(
+        study_name="compare-random-seed0", storage=f"sqlite:///{out}/compare.db"
+    )
     assert {t.user_attrs["config_fingerprint"] for t in study.trials} == {
         study.user_attrs["config_fingerprint"]
     }
@@ -862,3 +1017,338 @@ def test_catalogue_lists_exactly_the_tested_rows():
     assert len(rows) >= 25
     assert set(rows) == rows_under_test()
     assert {row for row, dagger in found if dagger} == set(AS_A_USER)  # † rows: subprocess too
+
+
+# --- signals, dead workers and a locked database (subprocesses, as a user runs them) -------------
+
+
+def journal_study(ws: Workspace) -> str:
+    """A journal file with study ``s`` (maximize), as `optuna create-study` makes it."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = ws.path("nas.log")
+    storage = JournalStorage(JournalFileBackend(path))
+    optuna.create_study(storage=storage, study_name=STUDY, direction="maximize")
+    return path
+
+
+def opened(storage: str) -> optuna.Study:
+    """Study ``s`` of an SQLite URL or a journal file."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not storage.startswith("sqlite"):
+        storage = JournalStorage(JournalFileBackend(storage))
+    return optuna.load_study(study_name=STUDY, storage=storage)
+
+
+def trial_states(storage: str) -> list[TrialState]:
+    return [t.state for t in opened(storage).trials]
+
+
+def started_search(ws: Workspace, storage: str, *extra: object, env: dict | None = None):
+    argv = ws.optimize("--n-trials", 5000, "--quiet", *extra)
+    argv[argv.index("--storage") + 1] = storage
+    return subprocess.Popen(
+        [str(BIN / "optuna-spikenas"), *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": str(BIN), **(env or {})},
+    )
+
+
+def wait_for_trials(storage: str, process: subprocess.Popen, n: int = 1) -> None:
+    deadline = time.monotonic() + 120
+    while len(trial_states(storage)) < n:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+
+
+def test_row_sigterm_during_search(ws):
+    """SIGTERM (kill, systemd, SLURM) at 20 random moments of a search, on SQLite and on a
+    journal file: exit 143 with one line, no trial left RUNNING, completed trials kept."""
+    rng = np.random.default_rng(15)
+    journal = f"{journal_study(ws)}"
+    for attempt in range(20):
+        storage = ws.url if attempt % 2 == 0 else journal
+        before = len(trial_states(storage))
+        process = started_search(ws, storage, "--no-artifacts")
+        try:
+            wait_for_trials(storage, process, before + 1)
+            time.sleep(rng.uniform(0.0, 1.5))
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 143, (attempt, err)
+        assert one_line(err) == "terminated: every completed trial is saved in the study"
+        states = trial_states(storage)
+        assert TrialState.RUNNING not in states, (attempt, states)
+        assert set(states) <= {TrialState.COMPLETE, TrialState.FAIL}
+
+
+def test_row_journal_worker_killed(ws, capsys):
+    """A journal worker killed by SIGKILL leaves its trial RUNNING (journals have no
+    heartbeat); `recover` fails it, since its process is gone, and leaves alone a RUNNING
+    trial whose worker runs elsewhere unless told --all."""
+    journal = journal_study(ws)
+    process = started_search(ws, journal, "--no-artifacts")
+    try:
+        wait_for_trials(journal, process, 3)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert trial_states(journal).count(TrialState.RUNNING) == 1
+    study = opened(journal)
+    other = study.ask()  # a trial another host's worker runs
+    from optuna_spikenas.recovery import WORKER_KEY
+
+    study._storage.set_trial_system_attr(other._trial_id, WORKER_KEY, "elsewhere:12:34")
+    capsys.readouterr()
+    assert main(["recover", "--storage", journal, "--study-name", STUDY]) == 0
+    out = capsys.readouterr().out
+    assert "failed (was RUNNING, its worker is gone)" in out
+    assert f"trial {other.number}: left RUNNING (its worker elsewhere:12:34 is on another" in out
+    assert "1 trial(s) failed, 1 left RUNNING; --all fails these too" in out
+    assert trial_states(journal).count(TrialState.RUNNING) == 1
+    assert main(["recover", "--storage", journal, "--study-name", STUDY, "--all"]) == 0
+    assert TrialState.RUNNING not in trial_states(journal)
+    assert main(ws.optimize("--quiet", "--no-artifacts", "--n-trials", 2)) == 0  # SQLite: fine
+
+
+def test_row_storage_journal_truncated(ws, capsys):
+    """A journal whose last record was cut off: reading it is fine (Optuna skips the cut
+    record), but a run that would append to it is refused, the file unchanged."""
+    journal = journal_study(ws)
+    cut = Path(journal).read_bytes() + b'{"op_code": 4, "worker'
+    Path(journal).write_bytes(cut)
+    argv = ws.optimize("--no-artifacts")
+    argv[argv.index("--storage") + 1] = journal
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "ends in a cut-off record" in line and "sed -i '$d'" in line
+    assert Path(journal).read_bytes() == cut
+
+
+def test_row_storage_locked_mid_run(ws):
+    """Another process locks the SQLite database mid-run: a lock shorter than the wait is
+    waited out (the run ends normally); one held longer ends the run with one line, exit 1."""
+
+    def hold_lock(seconds: float) -> None:
+        with sqlite3.connect(ws.root / "nas.db", isolation_level=None) as db:
+            db.execute("BEGIN EXCLUSIVE")
+            time.sleep(seconds)
+            db.execute("COMMIT")
+
+    for busy, held, code in (("30", 1.5, None), ("1", 15.0, 1)):
+        before = len(trial_states(ws.url))
+        process = started_search(ws, ws.url, env={"SPIKENAS_SQLITE_BUSY_SECONDS": busy})
+        try:
+            wait_for_trials(ws.url, process, before + 2)  # the search runs
+            hold_lock(held)
+            if code is None:
+                wait_for_trials(ws.url, process, len(trial_states(ws.url)) + 2)
+                process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        if code is None:
+            assert process.returncode == 130, err  # it lived through the lock
+        else:
+            assert process.returncode == 1
+            assert "the database stayed locked by another process for over 1 s" in one_line(err)
+
+
+@pytest.mark.parametrize("content", [b"", b"SQLite-app"])
+def test_row_storage_sqlite_not_optuna(ws, capsys, content):
+    """Another application's SQLite database, or an empty file: refused in one line, the file
+    byte-for-byte unchanged and nothing created beside it."""
+    path = ws.root / "app.db"
+    if content:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+            db.execute("INSERT INTO users VALUES (1, 'ada')")
+            db.commit()
+    else:
+        path.write_bytes(b"")
+    argv = ws.optimize()
+    argv[argv.index("--storage") + 1] = f"sqlite:///{path}"
+    before, files = path.read_bytes(), sorted(ws.root.iterdir())
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert ("its tables: users" if content else "is empty, not an Optuna database") in line
+    assert path.read_bytes() == before and sorted(ws.root.iterdir()) == files
+
+
+def test_row_storage_sqlite_read_only_file(ws, capsys, monkeypatch):
+    """A database file without write permission: refused in one line before any trial (as root,
+    who may write anyway, the permission check is answered as for any other user)."""
+    import os
+
+    from optuna_spikenas import storage
+
+    path = ws.root / "nas.db"
+    path.chmod(0o444)
+    if os.geteuid() == 0:
+        real = os.access
+        monkeypatch.setattr(
+            storage.os,
+            "access",
+            lambda p, mode: real(p, mode) and not (mode & os.W_OK and Path(p) == path),
+        )
+    capsys.readouterr()
+    assert main(ws.optimize()) == 2
+    assert "database file" in one_line(capsys.readouterr().err)
+    assert ws.states() == []
+    path.chmod(0o644)
+
+
+def test_row_export_out_read_only(ws, capsys, monkeypatch):
+    """`export --out` in a read-only folder: refused in one line, nothing written."""
+    import os
+
+    from optuna_spikenas import paths
+
+    assert main(ws.optimize("--quiet", "--n-trials", 1)) == 0
+    locked = ws.root / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anyway: answer the check as for any other user
+        real = os.access
+        monkeypatch.setattr(
+            paths.os, "access", lambda p, mode: real(p, mode) and Path(p).resolve() != locked
+        )
+    capsys.readouterr()
+    argv = ["export", "--storage", ws.url, "--study-name", STUDY, "--out", str(locked / "x")]
+    assert main(argv) == 2
+    assert "cannot be created" in one_line(capsys.readouterr().err)
+    assert list(locked.iterdir()) == []
+    locked.chmod(0o755)
+
+
+def exported_weights(ws: Workspace, state: Any) -> int:
+    """Export the study's best trial with ``state`` saved as its weights; the exit status."""
+    weights = ws.path("weights.pt")
+    torch.save(state, weights)
+    return main(
+        [
+            "export",
+            "--storage",
+            ws.url,
+            "--study-name",
+            STUDY,
+            "--out",
+            ws.path("out"),
+            "--weights",
+            weights,
+        ]
+    )
+
+
+def test_row_export_weights_checked(ws, capsys):
+    """`export --weights`: NaN weights, pickled objects, /dev/null and a folder are refused in
+    one line each, and nothing is written."""
+    assert main(ws.optimize("--quiet", "--n-trials", 1)) == 0
+    capsys.readouterr()
+    assert exported_weights(ws, {"w": torch.tensor([1.0, math.nan])}) == 2
+    assert "w holds NaN or infinite values" in one_line(capsys.readouterr().err)
+    assert exported_weights(ws, {"w": Path("pickled")}) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "holds pickled objects other than tensors" in line
+    for path, words in (("/dev/null", "is not a regular file"), (str(ws.root), "is a folder")):
+        argv = [
+            "export",
+            "--storage",
+            ws.url,
+            "--study-name",
+            STUDY,
+            "--out",
+            ws.path("out"),
+            "--weights",
+            path,
+        ]
+        assert main(argv) == 2
+        assert words in one_line(capsys.readouterr().err)
+    assert not Path(ws.path("out")).exists()
+
+
+# --- the Python API --------------------------------------------------------------------------
+
+
+def api_config(ws: Workspace, *changes: dict[str, Any]):
+    from optuna_spikenas.config import load_config
+
+    return load_config(ws.config(*changes))
+
+
+def test_row_api_minimize_study(ws):
+    """An objective run by a study that minimizes: refused when it runs, no value written."""
+    from optuna_spikenas.config import ConfigError
+    from optuna_spikenas.objective import SpikeNASObjective
+
+    objective = SpikeNASObjective(api_config(ws))
+    study = optuna.create_study(direction="minimize")
+    with pytest.raises(ConfigError, match=r"has directions \['minimize'\].*maximize"):
+        study.optimize(objective, n_trials=1)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_row_api_cellbycell_contradicts_objective(ws):
+    """A CellByCellSampler built with settings other than the objective's config: refused,
+    naming each; make_sampler builds one that agrees."""
+    from optuna_spikenas.config import ConfigError
+    from optuna_spikenas.objective import SpikeNASObjective
+    from optuna_spikenas.samplers import CellByCellSampler, make_sampler
+
+    config = api_config(
+        ws,
+        {"search": {"sampler": "cellbycell", "n_trials": DELETE}, "budget": DELETE},
+        {"space": {"shared_cell": False}},
+    )
+    objective = SpikeNASObjective(config)
+    sampler = CellByCellSampler(ops=("skip", "conv1x1"), max_cells=3, width=16)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    with pytest.raises(ConfigError) as refused:
+        study.optimize(objective, n_trials=1)
+    message = str(refused.value)
+    assert "CellByCellSampler contradicts the objective's config" in message
+    for words in (
+        "width 16 here, widths [4] there",
+        "max_cells 3 here, 2 there",
+        "ops ['skip', 'conv1x1'] here, ['skip', 'conv3x3'] there",
+    ):
+        assert words in message
+    agreeing = optuna.create_study(
+        direction="maximize", sampler=make_sampler("cellbycell", 0, objective)
+    )
+    agreeing.optimize(objective, n_trials=1)
+    assert agreeing.trials[0].state == TrialState.COMPLETE
+
+
+def test_row_api_cellbycell_bad_ops():
+    """``CellByCellSampler(ops="conv3x3")`` (a string), no ops, or only 'zero': one sentence
+    saying what it wants, not "unknown operation 'c'"."""
+    from optuna_spikenas.samplers import CellByCellSampler
+
+    with pytest.raises(ValueError, match=r"ops must be a list of operation names, e.g\. \['conv"):
+        CellByCellSampler(ops="conv3x3")
+    for ops in ((), ("zero",)):
+        with pytest.raises(ValueError, match="has no op that carries a signal"):
+            CellByCellSampler(ops=ops)
+
+
+def test_row_api_objective_given_a_path(ws):
+    """``SpikeNASObjective("study.toml")``: says it takes a Config and how to load one."""
+    from optuna_spikenas.autosnn_objective import AutoSNNObjective
+    from optuna_spikenas.objective import SpikeNASObjective, make_objective
+
+    for build in (SpikeNASObjective, AutoSNNObjective, make_objective):
+        with pytest.raises(
+            TypeError, match=r"takes a Config, e\.g\. .*load_config\('study.toml'\)"
+        ):
+            build("study.toml")

@@ -48,7 +48,10 @@ def searched(tmp_path_factory, one_thread):
     store = open_artifact_store(tmp / "artifacts")
     objective = SpikeNASObjective(small_config())
     study = optuna.create_study(
-        storage=storage, study_name="s", sampler=optuna.samplers.RandomSampler(seed=5)
+        storage=storage,
+        study_name="s",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=5),
     )
     study.optimize(TrialArtifacts(objective, store), n_trials=10)
     save_study_figures(study)
@@ -133,7 +136,7 @@ def test_a_failing_trial_still_gets_its_artifacts(tmp_path):
 
     objective = Exploding(small_config(max_parameters=100_000))
     store = open_artifact_store(tmp_path / "a")
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
     # a valid cell (conv3x3 on every edge), so that the trial reaches scoring and explodes there
     study.enqueue_trial({f"cell1_edge{i}{j}": "conv3x3" for i, j in EDGES})
     study.optimize(TrialArtifacts(objective, store), n_trials=1, catch=(RuntimeError,))

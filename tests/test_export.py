@@ -89,7 +89,10 @@ def searched(tmp_path_factory, one_thread):
     storage = f"sqlite:///{tmp / 'nas.db'}"
     store = open_artifact_store(artifact_dir_for(storage))
     study = optuna.create_study(
-        storage=storage, study_name="s", sampler=optuna.samplers.RandomSampler(seed=5)
+        storage=storage,
+        study_name="s",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=5),
     )
     study.optimize(TrialArtifacts(SpikeNASObjective(small_config()), store), n_trials=10)
     other = optuna.create_study(storage=storage, study_name="other")

@@ -62,7 +62,6 @@ def test_settings_that_only_steer_the_search_stay_free(change):
         {"dataset": {"name": "animal-mnist"}},
         {"dataset": {"val_fraction": 0.2}},
         {"space": {"macro": "snasnet-cifar10"}},
-        {"space": {"final_pool": 4}},
         {"score": {"timesteps": 3}},
         {"score": {"batch_size": 32}},
         {"score": {"kind": "hamming"}},
@@ -75,6 +74,11 @@ def test_settings_that_only_steer_the_search_stay_free(change):
 )
 def test_value_defining_settings_change_the_fingerprint(change):
     assert print_of(config(**change)) != print_of(config())
+
+
+def test_final_pool_changes_the_fingerprint_of_snasnet_macros():
+    macro = {"macro": "snasnet-cifar10"}
+    assert print_of(config(space={**macro, "final_pool": 4})) != print_of(config(space=macro))
 
 
 def test_autosnn_settings():

@@ -32,6 +32,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_spikenas.recovery import WORKER_KEY, mark_worker
 from optuna_spikenas.space import (
     OPS,
     Architecture,
@@ -128,7 +129,16 @@ class CellByCellSampler(BaseSampler):
     ) -> None:
         if max_cells < 2:
             raise ValueError("max_cells must be at least 2: the search starts with two cells")
+        if isinstance(ops, str):
+            raise ValueError(f"ops must be a list of operation names, e.g. [{ops!r}], not a string")
         self.ops = tuple(OPS[op_code(op)] for op in ops)
+        if not set(self.ops) - {"zero"}:
+            raise ValueError(
+                f"ops {list(self.ops)} has no op that carries a signal: add skip, conv1x1, "
+                "conv3x3 or avgpool3x3"
+            )
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, got {width!r}")
         self.max_cells = max_cells
         self.width = width
         self.fits_budget = fits_budget or (lambda arch: True)
@@ -138,6 +148,17 @@ class CellByCellSampler(BaseSampler):
         )
         self.cells = tuple(distinct_cells(self.ops))
         self._fallback = RandomSampler()
+
+    def mismatches(self, space: SearchSpace, ops: Sequence[str]) -> list[str]:
+        """How this sampler's settings contradict an objective's space and ops ([]: none)."""
+        found = []
+        if tuple(space.widths) != (self.width,):
+            found.append(f"width {self.width} here, widths {list(space.widths)} there")
+        if space.max_cells != self.max_cells:
+            found.append(f"max_cells {self.max_cells} here, {space.max_cells} there")
+        if tuple(ops) != self.ops:
+            found.append(f"ops {list(self.ops)} here, {list(ops)} there")
+        return found
 
     # --- what the storage says -------------------------------------------------------------
 
@@ -206,6 +227,7 @@ class CellByCellSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         beat_while_sampling(study, trial._trial_id)  # first: the trial exists from now on
+        mark_worker(study, trial._trial_id, trial.system_attrs.get(WORKER_KEY))
         if SLOT_KEY in trial.system_attrs or "failed_trial" in trial.system_attrs:
             # A retry made by Optuna's RetryFailedTrialCallback keeps its candidate; it waits
             # while another worker's trial that took the orphaned slot over is still running,

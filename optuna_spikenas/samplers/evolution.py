@@ -26,6 +26,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas import space as snn
+from optuna_spikenas.recovery import WORKER_KEY, mark_worker
 from optuna_spikenas.snn.autosnn import BLOCKS, PARAM_NAMES
 from optuna_spikenas.storage import beat_while_sampling
 
@@ -301,6 +302,7 @@ class EvolutionarySampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         beat_while_sampling(study, trial._trial_id)  # first: the trial exists from now on
+        mark_worker(study, trial._trial_id, trial.system_attrs.get(WORKER_KEY))
         if study._is_multi_objective() or ORIGIN_KEY in trial.system_attrs:
             return  # refused when it samples (the trial fails); or a retry keeping its claim
         rng = random.Random(f"evolution:{self._seed}:{trial.number}")

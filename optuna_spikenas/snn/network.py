@@ -36,7 +36,7 @@ class Macro:
     was made for (used by ``describe``); a study's dataset overrides them."""
 
     name: str
-    head: str  # "snasnet" or "gap"
+    head: str  # one of HEADS
     width: int
     num_cells: int
     stem_stride: int = 1
@@ -67,6 +67,8 @@ class Macro:
             )
         return sizes, final
 
+
+HEADS = ("snasnet", "gap")
 
 MACROS: dict[str, Macro] = {
     # SNASNet (Kim et al. 2022). CIFAR10 uses 10 voters per class, CIFAR100 5 (500 outputs);
