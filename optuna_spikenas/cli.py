@@ -7,14 +7,10 @@ stderr and exit status 2; nothing is written to the study before the inputs are 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import os
-import signal
 import socket
 import sys
-import threading
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +31,7 @@ from optuna_spikenas.dashboard import DEFAULT_HOST, artifact_dir_for
 from optuna_spikenas.data import DatasetError
 from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError
+from optuna_spikenas.interrupts import CtrlC, Terminated, report_stop, signals_handled
 from optuna_spikenas.limits import MAX_HEARTBEAT_SECONDS, MAX_THREADS, MAX_TIMESTEPS
 from optuna_spikenas.paths import not_a_file, unwritable_folder
 from optuna_spikenas.samplers import CellByCellSampler, make_sampler
@@ -49,7 +46,7 @@ from optuna_spikenas.storage import (
     open_storage,
     redact,
 )
-from optuna_spikenas.study_binding import StudySettingsError, bind_study
+from optuna_spikenas.study_binding import bind_study
 from optuna_spikenas.summary import (
     PhaseProgress,
     print_cell_by_cell_result,
@@ -67,45 +64,8 @@ USER_ERRORS = (
 )
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, systemd, SLURM's time limit), handled as Ctrl-C is; exit status 143."""
-
-
-RECEIVED: list[int] = []
-"""Signals received while the command runs. Python drops an exception raised by a signal handler
-that interrupts a garbage-collection callback; the record keeps such a signal from being lost."""
-
-
-def stop_exception(signum: int) -> KeyboardInterrupt:
-    """What a signal raises: :class:`Terminated` for SIGTERM, KeyboardInterrupt for Ctrl-C."""
-    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def on_signal(signum: int, frame: Any) -> None:
-    RECEIVED.append(signum)
-    raise stop_exception(signum)
-
-
-def drop_interrupts(hook: Any) -> Any:
-    """An ``sys.unraisablehook`` that keeps quiet about a signal's exception that Python had to
-    drop (it is in :data:`RECEIVED` and stops the run at the next check)."""
-
-    def unraisable(info: Any) -> None:
-        if not isinstance(info.exc_value, KeyboardInterrupt):
-            hook(info)
-
-    return unraisable
-
-
 MAX_DOCUMENT_BYTES = 1 << 20
 """An architecture file is a few kilobytes; more than a megabyte is the wrong file."""
-
-
-def report_stop(err: KeyboardInterrupt, what: str) -> int:
-    """Say in one line that the command was stopped, and what is kept; the exit status."""
-    terminated = isinstance(err, Terminated)
-    print(f"{'terminated' if terminated else 'interrupted'}: {what}", file=sys.stderr)
-    return 143 if terminated else 130
 
 
 def with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -199,79 +159,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print_cell_by_cell_result(study, study.sampler)
     print(dashboard_hint(args.storage, artifact_dir))
     return 0
-
-
-class CtrlC(logging.Filter):
-    """The objective of ``optimize``, so that Ctrl-C (or SIGTERM) never leaves a trial RUNNING:
-    a trial whose objective runs is stopped (Optuna marks it failed), and a signal that comes
-    while Optuna creates or records a trial waits for the next objective to start, or for the
-    loop to end (a second one does not wait; a trial it leaves RUNNING goes stale with the
-    heartbeat, or is failed by ``optuna-spikenas recover`` on a journal).
-    As a log filter it drops Optuna's report of the stopped trial (a traceback): the command
-    says it was interrupted in one line. So it does for a trial refused because another worker
-    bound the study to other settings first (``StudySettingsError``): the command says so."""
-
-    def __init__(self, objective: Any, study: optuna.Study) -> None:
-        super().__init__()
-        self.objective, self.study = objective, study
-        self.running = self.pending = self.interrupted = self.reported = False
-        self.signum = signal.SIGINT
-        self.log = logging.getLogger("optuna.study._optimize")
-        self.previous: dict[int, Any] = {}
-
-    def __call__(self, trial: optuna.Trial) -> Any:
-        if self.pending:
-            raise self.stop()
-        self.running = True
-        try:
-            return self.objective(trial)
-        except Exception:
-            if self.interrupted:  # what went wrong after the signal (e.g. uploading artifacts)
-                raise self.stop() from None
-            raise
-        finally:
-            self.running = False
-
-    def stop(self) -> KeyboardInterrupt:
-        return stop_exception(self.signum)
-
-    def on_signal(self, signum: int, frame: Any) -> None:
-        """Stop the running objective at once; otherwise stop at the next objective's start or
-        the loop's end. Recorded first, so that a raise Python drops (see :data:`RECEIVED`)
-        still ends the loop after this trial."""
-        self.signum = signum
-        waiting = self.pending
-        self.pending = True
-        with contextlib.suppress(RuntimeError):  # outside the optimize loop: nothing to stop
-            self.study.stop()
-        if self.running or waiting:  # a second signal does not wait (e.g. for a sampler)
-            self.interrupted = True
-            raise self.stop()
-
-    def __enter__(self) -> CtrlC:
-        self.log.addFilter(self)
-        if RECEIVED:  # a signal whose exception was dropped before the loop
-            self.signum, self.pending = RECEIVED[-1], True
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self.on_signal)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.log.removeFilter(self)
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(
-            record.exc_info[1], KeyboardInterrupt | StudySettingsError
-        ):
-            self.reported = True  # "Trial N failed ... KeyboardInterrupt()" and its traceback
-            return False
-        if self.reported and "failed with value" in record.getMessage():
-            self.reported = False  # "Trial N failed with value None."
-            return False
-        return True
 
 
 def dashboard_hint(storage: str, artifact_dir: str | Path | None) -> str:
@@ -661,15 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        RECEIVED.clear()
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hook, sys.unraisablehook = sys.unraisablehook, drop_interrupts(sys.unraisablehook)
-    thread_hook, threading.excepthook = threading.excepthook, one_line_thread_errors
     try:
-        check_positive(args)
-        return args.func(args)
+        with signals_handled(one_line_thread_errors):
+            check_positive(args)
+            return args.func(args)
     except KeyboardInterrupt as err:  # a signal before a command's own handler (loading data)
         terminated = isinstance(err, Terminated)
         print(f"optuna-spikenas: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
@@ -696,10 +578,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        sys.unraisablehook, threading.excepthook = hook, thread_hook
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def one_line(message: str, limit: int = 1000) -> str:

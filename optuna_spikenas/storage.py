@@ -15,11 +15,14 @@ import copy
 import json
 import os
 import warnings
+from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from optuna.trial import FrozenTrial
+
+from optuna_spikenas.interrupts import deferred_signals
 
 STORAGE_CLASSES = ("RDBStorage", "JournalFileBackend", "JournalRedisBackend")
 DEFAULT_RETRIES = 1
@@ -221,7 +224,7 @@ def open_journal(path: str, writes: bool) -> JournalStorage:
             "Optuna would join the next record to it and damage the file; back it up and remove "
             f"the incomplete last line (`sed -i '$d' {path}`), then run again"
         )
-    storage = JournalStorage(JournalFileBackend(path))
+    storage = JournalStorage(SignalSafeJournalFileBackend(path))
     try:
         storage.get_all_studies()
     except Exception as err:  # garbage, binary, a damaged record
@@ -230,6 +233,15 @@ def open_journal(path: str, writes: bool) -> JournalStorage:
             "nothing was written to it"
         ) from None
     return storage
+
+
+class SignalSafeJournalFileBackend(JournalFileBackend):
+    """Optuna's journal file, appended to with Ctrl-C and SIGTERM held back until the append and
+    its lock file are done: stopped in between, a worker leaves the lock file behind."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with deferred_signals():
+            super().append_logs(logs)
 
 
 def _ends_with_newline(path: str) -> bool:

@@ -1068,7 +1068,8 @@ def wait_for_trials(storage: str, process: subprocess.Popen, n: int = 1) -> None
 
 def test_row_sigterm_during_search(ws):
     """SIGTERM (kill, systemd, SLURM) at 20 random moments of a search, on SQLite and on a
-    journal file: exit 143 with one line, no trial left RUNNING, completed trials kept."""
+    journal file: exit 143 with one line, no trial left RUNNING, completed trials kept, and the
+    journal's lock file never left behind (the next worker would wait 30 s for it)."""
     rng = np.random.default_rng(15)
     journal = f"{journal_study(ws)}"
     for attempt in range(20):
@@ -1087,6 +1088,7 @@ def test_row_sigterm_during_search(ws):
         states = trial_states(storage)
         assert TrialState.RUNNING not in states, (attempt, states)
         assert set(states) <= {TrialState.COMPLETE, TrialState.FAIL}
+        assert not Path(f"{journal}.lock").exists()  # the journal's lock file is let go
 
 
 def test_row_journal_worker_killed(ws, capsys):
