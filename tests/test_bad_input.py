@@ -1187,22 +1187,31 @@ def test_row_storage_sqlite_not_optuna(ws, capsys, content):
     assert path.read_bytes() == before and sorted(ws.root.iterdir()) == files
 
 
+def read_only_even_for_root(monkeypatch, module: Any, path: Path) -> None:
+    """Root may write to a read-only file: there, answer ``module``'s permission checks for
+    ``path`` as for any other user."""
+    import os
+
+    if os.geteuid() == 0:
+        real = os.access
+        monkeypatch.setattr(
+            module.os,
+            "access",
+            lambda p, mode: (
+                real(p, mode) and not (mode & os.W_OK and Path(p).resolve() == path.resolve())
+            ),
+        )
+
+
 def test_row_storage_sqlite_read_only_file(ws, capsys, monkeypatch):
     """A database file without write permission: refused in one line before any trial (as root,
     who may write anyway, the permission check is answered as for any other user)."""
-    import os
 
     from optuna_spikenas import storage
 
     path = ws.root / "nas.db"
     path.chmod(0o444)
-    if os.geteuid() == 0:
-        real = os.access
-        monkeypatch.setattr(
-            storage.os,
-            "access",
-            lambda p, mode: real(p, mode) and not (mode & os.W_OK and Path(p) == path),
-        )
+    read_only_even_for_root(monkeypatch, storage, path)
     capsys.readouterr()
     assert main(ws.optimize()) == 2
     assert "database file" in one_line(capsys.readouterr().err)
@@ -1212,7 +1221,6 @@ def test_row_storage_sqlite_read_only_file(ws, capsys, monkeypatch):
 
 def test_row_export_out_read_only(ws, capsys, monkeypatch):
     """`export --out` in a read-only folder: refused in one line, nothing written."""
-    import os
 
     from optuna_spikenas import paths
 
@@ -1220,11 +1228,7 @@ def test_row_export_out_read_only(ws, capsys, monkeypatch):
     locked = ws.root / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    if os.geteuid() == 0:  # root writes anyway: answer the check as for any other user
-        real = os.access
-        monkeypatch.setattr(
-            paths.os, "access", lambda p, mode: real(p, mode) and Path(p).resolve() != locked
-        )
+    read_only_even_for_root(monkeypatch, paths, locked)
     capsys.readouterr()
     argv = ["export", "--storage", ws.url, "--study-name", STUDY, "--out", str(locked / "x")]
     assert main(argv) == 2
@@ -1233,23 +1237,25 @@ def test_row_export_out_read_only(ws, capsys, monkeypatch):
     locked.chmod(0o755)
 
 
-def exported_weights(ws: Workspace, state: Any) -> int:
-    """Export the study's best trial with ``state`` saved as its weights; the exit status."""
-    weights = ws.path("weights.pt")
-    torch.save(state, weights)
-    return main(
-        [
-            "export",
-            "--storage",
-            ws.url,
-            "--study-name",
-            STUDY,
-            "--out",
-            ws.path("out"),
-            "--weights",
-            weights,
-        ]
-    )
+def test_row_train_out_read_only(ws, capsys, monkeypatch):
+    """`train --out` in a read-only folder: refused in one line before any training."""
+    from optuna_spikenas import paths
+
+    locked = ws.root / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    read_only_even_for_root(monkeypatch, paths, locked)
+    capsys.readouterr()
+    assert main([*train(architecture_document)(ws), "--out", str(locked / "run")]) == 2
+    assert "cannot be created" in one_line(capsys.readouterr().err)
+    assert list(locked.iterdir()) == []
+    locked.chmod(0o755)
+
+
+def export_weights(ws: Workspace, weights: str) -> int:
+    """Export the study's best trial with ``--weights weights``; the exit status."""
+    export = ["export", "--storage", ws.url, "--study-name", STUDY, "--out", ws.path("out")]
+    return main([*export, "--weights", weights])
 
 
 def test_row_export_weights_checked(ws, capsys):
@@ -1257,24 +1263,15 @@ def test_row_export_weights_checked(ws, capsys):
     one line each, and nothing is written."""
     assert main(ws.optimize("--quiet", "--n-trials", 1)) == 0
     capsys.readouterr()
-    assert exported_weights(ws, {"w": torch.tensor([1.0, math.nan])}) == 2
-    assert "w holds NaN or infinite values" in one_line(capsys.readouterr().err)
-    assert exported_weights(ws, {"w": Path("pickled")}) == 2
-    line = one_line(capsys.readouterr().err)
-    assert "holds pickled objects other than tensors" in line
+    for state, words in (
+        ({"w": torch.tensor([1.0, math.nan])}, "w holds NaN or infinite values"),
+        ({"w": Path("pickled")}, "holds pickled objects other than tensors"),
+    ):
+        torch.save(state, ws.path("weights.pt"))
+        assert export_weights(ws, ws.path("weights.pt")) == 2
+        assert words in one_line(capsys.readouterr().err)
     for path, words in (("/dev/null", "is not a regular file"), (str(ws.root), "is a folder")):
-        argv = [
-            "export",
-            "--storage",
-            ws.url,
-            "--study-name",
-            STUDY,
-            "--out",
-            ws.path("out"),
-            "--weights",
-            path,
-        ]
-        assert main(argv) == 2
+        assert export_weights(ws, path) == 2
         assert words in one_line(capsys.readouterr().err)
     assert not Path(ws.path("out")).exists()
 
