@@ -46,9 +46,9 @@ import torch
 from hardware_savings import spread
 
 from optuna_spikenas.autosnn_objective import AutoSNNObjective
+from optuna_spikenas.autosnn_space import PAPER_CIFAR10_ARCH, AutoSNNArchitecture
 from optuna_spikenas.config import load_config
 from optuna_spikenas.samplers import make_sampler
-from optuna_spikenas.snn.autosnn import PAPER_CIFAR10_ARCH, AutoSNNArchitecture
 from optuna_spikenas.supernet import checkpoint_path, evaluate_path, fitness
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -71,10 +71,12 @@ from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas import score as score_module  # noqa: E402
 from optuna_spikenas.config import load_config  # noqa: E402
-from optuna_spikenas.objective import SpikeNASObjective, candidate_seed  # noqa: E402
+from optuna_spikenas.macros import Macro, get_macro  # noqa: E402
+from optuna_spikenas.objective import SpikeNASObjective  # noqa: E402
 from optuna_spikenas.score import sahd_score  # noqa: E402
-from optuna_spikenas.snn.network import Macro, build_network, get_macro  # noqa: E402
+from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import EDGES, OPS, Architecture, Cell  # noqa: E402
+from optuna_spikenas.study_setup import candidate_seed  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "studies" / "quickstart.toml"

@@ -14,14 +14,14 @@ import re
 from dataclasses import asdict, fields, replace
 from typing import Any
 
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 from optuna_spikenas.limits import (
     brief,
     parameters_beyond_memory,
     too_many_parameters,
     too_many_timesteps,
 )
-from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, AutoSNNMacro
-from optuna_spikenas.snn.network import HEADS, MACROS, Macro
+from optuna_spikenas.macros import HEADS, MACROS, Macro
 from optuna_spikenas.space import Architecture, SpaceError
 
 FORMAT = "optuna-spikenas.architecture"
@@ -68,6 +68,7 @@ def architecture_record(
     width), with ``measured`` trial attributes and ``origin`` (study, trial, dataset)."""
     if isinstance(arch, Architecture):
         kind = SNASNET_CELLS
+        assert isinstance(macro, Macro)
         macro = replace(macro, num_cells=arch.num_cells, width=arch.width)
         shape = {
             "num_cells": arch.num_cells,
@@ -127,8 +128,9 @@ def read_architecture(
     timesteps = document.get("timesteps")
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ArchitectureFileError(f"timesteps must be a positive integer, got {timesteps!r}")
+    arch: Architecture | AutoSNNArchitecture
     try:
-        if kind == SNASNET_CELLS:
+        if isinstance(macro, Macro):
             arch = Architecture.parse(str(document["architecture"]), macro.num_cells, macro.width)
         else:
             arch = AutoSNNArchitecture.parse(str(document["architecture"]))

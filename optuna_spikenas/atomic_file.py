@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """``write(binary file)`` into a temporary file beside ``path``, flushed to disk, then
     renamed into place; a process killed meanwhile leaves the old file (or none), never half of
     a new one. The file gets the usual 0644 permissions, not mkstemp's private 0600."""

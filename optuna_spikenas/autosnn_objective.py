@@ -21,15 +21,15 @@ from collections.abc import Callable
 
 import optuna
 
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
 from optuna_spikenas.config import Config, require_config
-from optuna_spikenas.objective import (
+from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
+from optuna_spikenas.study_setup import (
     NOT_SCORED,
     find_scored_duplicate,
     reuse_values,
     study_dataset,
 )
-from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
-from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.supernet import (
     SuperNetSettings,
     evaluate_path,
@@ -79,7 +79,7 @@ class AutoSNNObjective:
         return self.config.directions
 
     @bound_to_settings
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         arch = suggest_autosnn(trial)
         trial.set_user_attr("architecture", str(arch))
         trial.set_user_attr("canonical", str(arch))

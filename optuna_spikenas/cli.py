@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from optuna_spikenas.architecture_file import ArchitectureFileError
+from optuna_spikenas.autosnn_space import AUTOSNN_MACROS
 from optuna_spikenas.config import (
     MAX_SEED,
     SAMPLERS,
@@ -33,10 +34,9 @@ from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError
 from optuna_spikenas.interrupts import CtrlC, Terminated, report_stop, signals_handled
 from optuna_spikenas.limits import MAX_HEARTBEAT_SECONDS, MAX_THREADS, MAX_TIMESTEPS
+from optuna_spikenas.macros import MACROS
 from optuna_spikenas.paths import not_a_file, unwritable_folder
 from optuna_spikenas.samplers import CellByCellSampler, make_sampler
-from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
-from optuna_spikenas.snn.network import MACROS
 from optuna_spikenas.space import SpaceError
 from optuna_spikenas.storage import (
     SQLITE_BUSY_SECONDS,
@@ -106,7 +106,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     bind_study(study, config)  # refuses settings other than the study's, before any allocation
     log = None if args.quiet else progress_line
     from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
-    from optuna_spikenas.objective import make_objective  # torch imports: after validation
+    from optuna_spikenas.objective_factory import make_objective  # torch imports: after validation
     from optuna_spikenas.supernet import SuperNetCheckpointError
 
     artifact_dir = (

@@ -103,7 +103,11 @@ def prepare_study(
             log(f"{name}: finished earlier with {plan.budget}, reused")
             return study, True
         optuna.delete_study(study_name=name, storage=storage)
-    study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=directions,  # type: ignore[arg-type]  # "maximize"/"minimize" strings
+    )
     bind_study(study, config)
     return study, False
 
@@ -119,7 +123,7 @@ def run_comparison(
     png: bool = True,
 ) -> ReportFiles:
     """Run every (sampler, seed) of the plan that has not finished yet, then write the report."""
-    from optuna_spikenas.objective import make_objective  # torch import: after validation
+    from optuna_spikenas.objective_factory import make_objective  # torch import: after validation
 
     plan = ComparisonPlan.from_config(config, quick)
     say = log or (lambda _message: None)

@@ -26,7 +26,8 @@ from math import isfinite
 from pathlib import Path
 from typing import Any
 
-from optuna_spikenas.data import DATASET_NAMES, PATH_DATASETS
+from optuna_spikenas.autosnn_space import AUTOSNN_MACROS
+from optuna_spikenas.dataset_catalog import DATASET_NAMES, PATH_DATASETS
 from optuna_spikenas.hardware.imc import HardwareProfileError, load_profile
 from optuna_spikenas.limits import (
     brief,
@@ -34,10 +35,8 @@ from optuna_spikenas.limits import (
     too_many_timesteps,
     widest_architecture,
 )
-from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS
-from optuna_spikenas.snn.network import MACROS
+from optuna_spikenas.macros import MACROS
 from optuna_spikenas.space import OPS, SearchSpace
-from optuna_spikenas.train import OPTIMIZERS
 
 SAMPLERS = ("random", "tpe", "nsga2", "cellbycell", "evolution")
 PRUNERS = ("none", "median")
@@ -240,6 +239,9 @@ _SECTIONS = {
 }
 
 
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+"""``[train] optimizer``: SNASNet trains with SGD, AutoSNN's super-network with Adam."""
+
 MAX_CONFIG_BYTES = 1 << 20
 """A config is a few hundred bytes; more than a megabyte is the wrong file."""
 
@@ -301,7 +303,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     return config
 
 
-def _build_section(section: str, cls: type, table: dict[str, Any]):
+def _build_section(section: str, cls: type, table: dict[str, Any]) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = set(table) - set(known)
     if unknown:
@@ -311,7 +313,7 @@ def _build_section(section: str, cls: type, table: dict[str, Any]):
     values = {}
     for key, value in table.items():
         default = getattr(cls(), key)
-        values[key] = _coerce(f"[{section}] {key}", value, default, known[key].type)
+        values[key] = _coerce(f"[{section}] {key}", value, default, str(known[key].type))
     return cls(**values)
 
 

@@ -23,8 +23,8 @@ from optuna.exceptions import StorageInternalError
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.architecture_file import architecture_record
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture
 from optuna_spikenas.diagram import autosnn_diagram_svg, cell_diagram_svg
-from optuna_spikenas.snn.autosnn import AutoSNNArchitecture
 from optuna_spikenas.space import Architecture
 from optuna_spikenas.storage import open_storage
 
@@ -92,6 +92,7 @@ class TrialArtifacts:
         study = trial.study
         config = self.objective.config
         macro = self.objective.macro
+        arch: Architecture | AutoSNNArchitecture
         if config.is_autosnn:
             arch = AutoSNNArchitecture.parse(attrs["architecture"])
             timesteps = macro.timesteps
@@ -179,8 +180,11 @@ def progress_figure(study: optuna.Study, trials: list[FrozenTrial]):
     import plotly.graph_objects as go
 
     name = objective_names(study, trials)[0] if trials else "value"
-    points = [(t.number, _value(t), t.user_attrs.get("architecture", "")) for t in trials]
-    feasible = [p for p in points if p[1] is not None]
+    feasible = [
+        (t.number, value, t.user_attrs.get("architecture", ""))
+        for t in trials
+        if (value := _value(t)) is not None
+    ]
     best, best_x, best_y = -math.inf, [], []
     for number, value, _ in feasible:
         best = max(best, value)
@@ -208,11 +212,11 @@ def pareto_figure(study: optuna.Study, trials: list[FrozenTrial]):
     points = [
         (
             t.user_attrs["memory_bits"] / 8e6,
-            _value(t),
+            value,
             f"trial {t.number}: {t.user_attrs.get('architecture', '')}",
         )
         for t in trials
-        if _value(t) is not None and "memory_bits" in t.user_attrs
+        if (value := _value(t)) is not None and "memory_bits" in t.user_attrs
     ]
     front, best = [], -math.inf
     for point in sorted(points, key=lambda p: (p[0], -p[1])):

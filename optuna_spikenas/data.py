@@ -43,13 +43,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from optuna_spikenas.dataset_catalog import (
+    DATASET_NAMES,
+    EVENT_DATASETS,
+    OFFICIAL_TEST_DATASETS,
+    PATH_DATASETS,
+)
+from optuna_spikenas.dataset_splits import Dataset, Split
+from optuna_spikenas.event_datasets import load_event_dataset
 from optuna_spikenas.image_datasets import (
     DatasetError,
     OfficialSplits,
@@ -74,27 +82,6 @@ __all__ = [
     "batch_for_scoring",
     "load_dataset",
 ]
-
-DATASET_NAMES: tuple[str, ...] = (
-    "animal-mnist",
-    "digits",
-    "npz",
-    "cifar10",
-    "cifar100",
-    "tinyimagenet",
-    "dvs128-gesture",
-    "cifar10-dvs",
-)
-
-#: Event-camera datasets (``event_datasets.py``, needs the ``dvs`` extra): samples are frame
-#: sequences ``[T, 2, H, W]``, one frame per timestep.
-EVENT_DATASETS: tuple[str, ...] = ("dvs128-gesture", "cifar10-dvs")
-
-#: The datasets read from the user's ``path`` (``[dataset] path``); the others ignore it.
-PATH_DATASETS: tuple[str, ...] = ("npz", "cifar10", "cifar100", "tinyimagenet", *EVENT_DATASETS)
-
-#: The datasets whose official test set is kept as ``test`` (train/val split from the rest).
-OFFICIAL_TEST_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "tinyimagenet")
 
 #: Per-channel ``(mean, std)`` of pixels in ``[0, 1]``, as SNASNet normalises these datasets:
 #: CIFAR-10's and CIFAR-100's training-set statistics, and ImageNet's for TinyImageNet.
@@ -133,52 +120,6 @@ _REINSTALL_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Split:
-    """One part (train, val or test) of a dataset.
-
-    Attributes:
-        images: float32 ``[N, C, H, W]``, normalised per channel: with the train split's mean
-            and standard deviation, or with :data:`NORMALISATION`'s constants for the datasets
-            that have them; event datasets give frame sequences ``[N, T, 2, H, W]``
-            (``event_datasets.py``).
-        labels: int64 ``[N]`` class indices.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A dataset split into train/val/test, ready for training or scoring.
-
-    Attributes:
-        name: One of :data:`DATASET_NAMES`.
-        num_classes: Number of classes; labels are ``0 .. num_classes - 1``.
-        in_channels: Image channels ``C``.
-        image_size: Height and width of the (square) images.
-        train, val, test: Disjoint splits covering every example exactly once. For the
-            datasets of :data:`OFFICIAL_TEST_DATASETS`, ``test`` is the official test set and
-            ``train`` + ``val`` the official training set.
-        augmentation: The training-time augmentation the dataset is used with, one of
-            :data:`AUGMENTATIONS`, for :func:`augment_batch`: ``"crop-flip"`` for CIFAR and
-            TinyImageNet, ``"none"`` for the others.
-    """
-
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    train: Split
-    val: Split
-    test: Split
-    augmentation: str = "none"
-
-
 def load_dataset(
     name: str,
     seed: int = 0,
@@ -213,8 +154,6 @@ def load_dataset(
             data file.
     """
     if name in EVENT_DATASETS:
-        from optuna_spikenas.event_datasets import load_event_dataset  # it imports this module
-
         if path is None:
             raise DatasetError(f"dataset {name!r} is read from a folder: give its path")
         return load_event_dataset(
@@ -292,10 +231,11 @@ def augment_batch(images: torch.Tensor, kind: str, generator: torch.Generator) -
         raise DatasetError(f"augment_batch needs a [B, C, H, W] batch, got {list(images.shape)}")
     batch, channels, height, width = images.shape
     pad = min(height, width) // 8
-    draw = {"generator": generator, "device": generator.device}
-    rows = torch.randint(0, 2 * pad + 1, (batch,), **draw).to(images.device)
-    cols = torch.randint(0, 2 * pad + 1, (batch,), **draw).to(images.device)
-    flip = torch.randint(0, 2, (batch,), **draw).to(images.device).bool()
+    on = generator.device
+    rows = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=on)
+    cols = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=on)
+    flip = torch.randint(0, 2, (batch,), generator=generator, device=on).bool()
+    rows, cols, flip = rows.to(images.device), cols.to(images.device), flip.to(images.device)
     padded = F.pad(images, (pad, pad, pad, pad))  # zeros
     row_idx = rows[:, None] + torch.arange(height, device=images.device)  # [B, H]
     col_idx = cols[:, None] + torch.arange(width, device=images.device)  # [B, W]
@@ -465,7 +405,7 @@ def _load_official(
 def _read_official(name: str, path: Path, verify: bool) -> OfficialSplits:
     """Read and freeze a dataset's official splits, once per process, path and ``verify`` (as
     animal-mnist and digits are cached): a file changed later in the same process is not seen."""
-    reader = _OFFICIAL_READERS[name]
+    reader: Any = _OFFICIAL_READERS[name]  # the CIFAR readers take verify, TinyImageNet not
     raw = reader(path, verify=True) if verify else reader(path)
     for array in (raw.train_images, raw.train_labels, raw.test_images, raw.test_labels):
         array.setflags(write=False)

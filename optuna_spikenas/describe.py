@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from typing import Any
 
+from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.hardware.imc import HardwareProfileError, imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
-from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS, AutoSNNArchitecture, autosnn_parameters
-from optuna_spikenas.snn.network import get_macro
+from optuna_spikenas.macros import get_macro
 from optuna_spikenas.space import Architecture
 
 
@@ -57,12 +58,12 @@ def describe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    layers = info.pop("layers", [])
+    layers: Any = info.pop("layers", [])
     for key, value in info.items():
         print(f"{key:18} {value}")
     print(f"{'':18} = {report.parameters / 1e6:.2f} M parameters")
     if layers:
-        print_hardware_layers(layers, info["tile_area_um2"])
+        print_hardware_layers(layers, float(info["tile_area_um2"]))  # type: ignore[arg-type]
     return 0
 
 

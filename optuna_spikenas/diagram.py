@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 from optuna_spikenas.space import NUM_NODES, OPS, Architecture, Cell
 
 if TYPE_CHECKING:
-    from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, AutoSNNMacro
+    from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 
 OP_COLOURS = {
     "skip": "#1f77b4",
@@ -169,7 +169,7 @@ def cell_diagram_svg(arch: Architecture, caption: Sequence[str] = ()) -> str:
         any_unused |= set(cell.edges()) != set(cell.pruned().edges())
     # Legend: a short sample line per operation, then notes.
     y += 18
-    x = MARGIN
+    x: float = MARGIN
     body.append(f'<g class="legend">{_text(x, y + 4, "operations:", FONT, fill="#444")}')
     x += text_width("operations:") + 8
     for op in (op for op in OPS if op in ops_used):
@@ -203,7 +203,7 @@ def autosnn_diagram_svg(
     arch: AutoSNNArchitecture, macro: AutoSNNMacro, caption: Sequence[str] = ()
 ) -> str:
     """An SVG diagram of AutoSNN network ``arch`` in ``macro``, drawn top-down."""
-    from optuna_spikenas.snn.autosnn import POOL_AFTER  # lazy: autosnn imports torch
+    from optuna_spikenas.autosnn_space import POOL_AFTER
 
     sizes, final = macro.sizes()
     outputs = macro.num_classes * macro.voters_per_class

@@ -52,7 +52,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optuna_spikenas.data import Dataset, DatasetError, Split
+from optuna_spikenas.dataset_catalog import EVENT_DATASETS
+from optuna_spikenas.dataset_splits import Dataset, Split
+from optuna_spikenas.image_datasets import DatasetError
 
 __all__ = [
     "CIFAR10_DVS_CLASSES",
@@ -66,7 +68,7 @@ __all__ = [
     "read_gesture_npy",
 ]
 
-EVENT_DATASET_NAMES: tuple[str, ...] = ("dvs128-gesture", "cifar10-dvs")
+EVENT_DATASET_NAMES: tuple[str, ...] = EVENT_DATASETS
 
 #: Width and height of the DVS128 sensor of both datasets.
 SENSOR_SIZE = 128
@@ -459,12 +461,12 @@ def _split_per_class(
 
 def _check_int(what: str, value: object, low: int, high: int | None) -> None:
     ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
+    if not ok or int(value) < low or (high is not None and int(value) > high):  # type: ignore[call-overload]
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         raise DatasetError(f"{what} must be an integer {bounds}, got {value!r}")
 
 
 def _check_fraction(what: str, value: object) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not 0.0 < value < 0.5:
+    if not ok or not 0.0 < float(value) < 0.5:  # type: ignore[arg-type]
         raise DatasetError(f"{what} must be strictly between 0 and 0.5, got {value!r}")

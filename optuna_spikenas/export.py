@@ -37,12 +37,14 @@ from optuna_spikenas.architecture_file import (
     architecture_record,
     read_architecture,
 )
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 from optuna_spikenas.config import Config
 from optuna_spikenas.dashboard import artifact_dir_for
 from optuna_spikenas.export_folder import ExportFolderError, check_export_folder, record_export
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.model_template import write_model_py
 from optuna_spikenas.paths import make_folder, not_a_file
-from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, build_autosnn
+from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, SpaceError
 from optuna_spikenas.storage import StorageError, load_study, open_storage, redact
@@ -253,7 +255,7 @@ def _artifact_document(
 def _document_from_attrs(study: optuna.Study, trial: FrozenTrial, config: Config) -> dict:
     """The document that ``dashboard.TrialArtifacts`` uploads, from the trial and the config."""
     from optuna_spikenas.autosnn_objective import AutoSNNObjective
-    from optuna_spikenas.objective import study_dataset, study_macro
+    from optuna_spikenas.study_setup import study_dataset, study_macro
     from optuna_spikenas.supernet import SuperNetSettings, supernet_macro
 
     attrs = dict(trial.user_attrs)
@@ -262,6 +264,8 @@ def _document_from_attrs(study: optuna.Study, trial: FrozenTrial, config: Config
     if trial.values and all(math.isfinite(v) for v in trial.values):
         attrs["values"] = [float(v) for v in trial.values]
     dataset = study_dataset(config)
+    arch: Architecture | AutoSNNArchitecture
+    macro: Macro | AutoSNNMacro
     try:
         if config.is_autosnn:
             arch = AutoSNNArchitecture.parse(attrs["architecture"])
@@ -292,8 +296,9 @@ def _document_from_attrs(study: optuna.Study, trial: FrozenTrial, config: Config
 def build_from_document(document: dict[str, Any], seed: int | None = None) -> nn.Module:
     """The package's network of an architecture document (what ``model.py`` builds too)."""
     arch, macro, timesteps = read_architecture(document)
-    if isinstance(arch, AutoSNNArchitecture):
+    if isinstance(arch, AutoSNNArchitecture) and isinstance(macro, AutoSNNMacro):
         return build_autosnn(arch, macro, seed=seed)
+    assert isinstance(arch, Architecture) and isinstance(macro, Macro)  # read_architecture's pairs
     return build_network(arch, macro, timesteps, seed=seed)
 
 

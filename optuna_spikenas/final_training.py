@@ -51,17 +51,18 @@ from optuna_spikenas.architecture_file import (
     read_architecture,
 )
 from optuna_spikenas.atomic_file import write_atomically
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 from optuna_spikenas.config import Config
 from optuna_spikenas.data import Dataset
 from optuna_spikenas.hardware.imc import imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
-from optuna_spikenas.objective import resolve_device, study_dataset
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.paths import make_folder
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights, quantize_weights
-from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, AutoSNNMacro, build_autosnn
-from optuna_spikenas.snn.network import Macro
+from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.space import Architecture
 from optuna_spikenas.spikes import ActivityCounter
+from optuna_spikenas.study_setup import resolve_device, study_dataset
 from optuna_spikenas.train import (
     TrainSettings,
     build_trainable,
@@ -131,7 +132,9 @@ def recipe(
     if not n:
         raise TrainingError("no epochs to train: give --epochs N or set [train] epochs")
     bits = config.budget.weight_bits if weight_bits is None else weight_bits
-    common = dict(epochs=n, max_train_batches=config.train.max_train_batches, timesteps=timesteps)
+    common: dict[str, Any] = dict(
+        epochs=n, max_train_batches=config.train.max_train_batches, timesteps=timesteps
+    )
     train, supernet = config.train, config.supernet
     try:
         if kind == SNASNET_CELLS:
@@ -186,9 +189,11 @@ def build(plan: Plan) -> nn.Module:
     """The plan's network: initial weights from the seed, k-bit weights below 32 bits."""
     try:
         if isinstance(plan.arch, Architecture):
+            assert isinstance(plan.macro, Macro)
             return build_trainable(
                 plan.arch, plan.macro, plan.dataset, plan.settings, seed=plan.seed
             )
+        assert isinstance(plan.macro, AutoSNNMacro)
         network = build_autosnn(plan.arch, plan.macro, seed=plan.seed)
         return quantize_weights(network, plan.settings.weight_bits)
     except ValueError as err:  # e.g. images too small for this many cells
@@ -440,6 +445,7 @@ def costs(plan: Plan, config: Config, parameters: int) -> dict[str, Any]:
     if not isinstance(plan.arch, Architecture):
         memory = {"parameters": parameters, "weight_bits": bits, "memory_bits": parameters * bits}
         return {"memory": memory}
+    assert isinstance(plan.macro, Macro)
     profile = load_profile(config.hardware.profile)
     hardware = imc_report(plan.arch, plan.macro, profile, bits, plan.settings.timesteps)
     return {

@@ -130,7 +130,7 @@ class CtrlC(logging.Filter):
         still ends the loop after this trial."""
         if deferring(signum):
             return
-        self.signum = signum
+        self.signum = signal.Signals(signum)
         waiting = self.pending
         self.pending = True
         with contextlib.suppress(RuntimeError):  # outside the optimize loop: nothing to stop
@@ -142,7 +142,7 @@ class CtrlC(logging.Filter):
     def __enter__(self) -> CtrlC:
         self.log.addFilter(self)
         if RECEIVED:  # a signal whose exception was dropped before the loop
-            self.signum, self.pending = RECEIVED[-1], True
+            self.signum, self.pending = signal.Signals(RECEIVED[-1]), True
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.previous[signum] = signal.signal(signum, self.on_signal)

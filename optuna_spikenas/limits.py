@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from optuna_spikenas.hardware.memory import memory_report
-from optuna_spikenas.snn.network import Macro
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.space import CONV3X3, EDGES, NUM_NODES, ZERO, Architecture, Cell
 
 MAX_TIMESTEPS = 10_000

@@ -33,21 +33,24 @@ from pathlib import Path
 from typing import Any
 
 from optuna_spikenas.architecture_file import AUTOSNN_BLOCKS, SNASNET_CELLS
-from optuna_spikenas.snn import autosnn, network
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
+from optuna_spikenas.macros import Macro
+from optuna_spikenas.snn.autosnn import build_autosnn
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, Cell
 
 ROOTS: dict[str, tuple[Any, ...]] = {
-    SNASNET_CELLS: (Architecture, network.Macro, network.build_network),
-    AUTOSNN_BLOCKS: (autosnn.AutoSNNArchitecture, autosnn.AutoSNNMacro, autosnn.build_autosnn),
+    SNASNET_CELLS: (Architecture, Macro, build_network),
+    AUTOSNN_BLOCKS: (AutoSNNArchitecture, AutoSNNMacro, build_autosnn),
 }
 """Per search space, what ``build_model`` calls; everything else follows from their source."""
 
 DROP: dict[Any, tuple[str, ...]] = {
     Cell: ("from_edges", "count_ops", "is_valid", "canonical"),
     Architecture: ("is_valid", "canonical", "canonical_key"),
-    network.Macro: ("for_data",),
-    autosnn.AutoSNNArchitecture: ("params", "from_params"),
-    autosnn.AutoSNNMacro: ("for_data",),
+    Macro: ("for_data",),
+    AutoSNNArchitecture: ("params", "from_params"),
+    AutoSNNMacro: ("for_data",),
 }
 """Methods left out of copied classes: the build never calls them."""
 
@@ -231,6 +234,7 @@ def _source(obj: Any, drop: tuple[str, ...] = ()) -> str:
     if not drop:
         return source
     (node,) = ast.parse(source).body
+    assert isinstance(node, ast.ClassDef), obj
     cut: set[int] = set()
     found = set()
     for item in node.body:
@@ -277,6 +281,7 @@ def _imports(external: dict[str, Any]) -> str:
     template = {"json": json, "logging": logging, "Path": Path, "torch": torch, "nn": torch.nn}
     straight: dict[str, set[str]] = {}  # section -> "import x" lines
     from_names: dict[tuple[str, str], set[str]] = {}  # (section, module) -> names
+    imported: str | None
     for alias, value in {**template, "functional": functional, **external}.items():
         if inspect.ismodule(value) and value.__name__ == alias:
             module, imported = alias, None
@@ -301,9 +306,9 @@ def _imports(external: dict[str, Any]) -> str:
     blocks = []
     for section in ("stdlib", "third", "spikingjelly"):
         lines = sorted(straight.get(section, ()))
-        for (sec, module), imported in sorted(from_names.items()):
+        for (sec, module), names in sorted(from_names.items()):
             if sec == section:
-                lines.append(f"from {module} import {', '.join(sorted(imported, key=_by_type))}")
+                lines.append(f"from {module} import {', '.join(sorted(names, key=_by_type))}")
         if section == "spikingjelly":
             silence = [
                 "# SpikingJelly's import logs a harmless Triton warning on CPU builds",

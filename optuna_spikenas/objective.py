@@ -16,101 +16,37 @@ Per trial, in this order:
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
 from torch.nn.utils import parametrize
 
-from optuna_spikenas.config import Config, ConfigError, require_config
-from optuna_spikenas.data import Dataset, batch_for_scoring, load_dataset
+from optuna_spikenas.config import Config, require_config
+from optuna_spikenas.data import batch_for_scoring
 from optuna_spikenas.hardware.imc import HardwareReport, imc_report, load_profile
 from optuna_spikenas.hardware.memory import MemoryReport, memory_report
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights
-from optuna_spikenas.score import sahd_score
-from optuna_spikenas.snn.network import Macro, build_network, get_macro
+from optuna_spikenas.score import KernelKind, sahd_score
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, invalid_reason, suggest_architecture
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
-from optuna_spikenas.study_binding import (
-    FINGERPRINT_ATTR,
-    bound_to_settings,
-    config_fingerprint,
+from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
+from optuna_spikenas.study_setup import (
+    NOT_SCORED,
+    candidate_seed,
+    check_scoring_batches,
+    find_scored_duplicate,
+    resolve_device,
+    reuse_values,
+    study_dataset,
+    study_macro,
 )
 from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
-
-NOT_SCORED = float("-inf")
-"""The value of a trial that was not scored because it is invalid or over budget."""
-
-
-def candidate_seed(study_seed: int, arch: Architecture) -> int:
-    """Weight-initialisation seed of a candidate: the same architecture always gets the same
-    weights, whichever worker scores it and whenever."""
-    digest = hashlib.sha256(f"{study_seed}|{arch.canonical_key()}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device 'cuda' was asked for but PyTorch sees no CUDA GPU; use cpu or auto"
-        )
-    return torch.device(name)
-
-
-def study_dataset(config: Config) -> Dataset:
-    """The config's dataset, split with the study seed."""
-    return load_dataset(
-        config.dataset.name,
-        seed=config.seed,
-        val_fraction=config.dataset.val_fraction,
-        test_fraction=config.dataset.test_fraction,
-        path=config.dataset.path or None,
-        verify=config.dataset.verify,
-        timesteps=config.supernet.timesteps if config.is_autosnn else config.score.timesteps,
-        frame_size=config.dataset.frame_size,
-    )
-
-
-def study_macro(config: Config, dataset: Dataset) -> Macro:
-    """The config's macro, fitted to the dataset's image shape and classes."""
-    macro = get_macro(config.space.macro).for_data(
-        dataset.in_channels, dataset.image_size, dataset.num_classes
-    )
-    if config.space.final_pool:
-        macro = replace(macro, final_pool=config.space.final_pool)
-    return macro
-
-
-def check_scoring_batches(config: Config, dataset: Dataset) -> None:
-    """Refuse ``[score]`` settings whose scoring batches cannot exist, before allocating them
-    (they stay in memory for the whole search)."""
-    batch_size, repeats, n = config.score.batch_size, config.score.repeats, len(dataset.train)
-    if batch_size > n:
-        raise ConfigError(
-            f"[score] batch_size {batch_size} is larger than the train split of "
-            f"{dataset.name!r} ({n} images); the largest allowed is {n}"
-        )
-    image = dataset.train.images[0]
-    needed = repeats * batch_size * image.numel() * image.element_size()
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):  # not a POSIX system: cannot tell
-        return
-    if needed > memory:
-        raise ConfigError(
-            f"[score] repeats = {repeats:,} batches of batch_size = {batch_size} images need "
-            f"{needed / 1e9:,.1f} GB, more than this machine's {memory / 1e9:,.1f} GB of memory"
-        )
-
 
 CONSTRAINTS = ("memory", "area", "latency", "energy")
 """The budgets a study can have, in this order; each is a constraint of the same name."""
@@ -285,7 +221,8 @@ class SpikeNASObjective:
 
     def score_network(self, network: torch.nn.Module, arch: Architecture) -> float:
         """The training-free score of ``network``, freshly built by ``build(arch)``."""
-        value = sahd_score(network, self.batches, kind=self.config.score.kind)
+        kind: KernelKind = self.config.score.kind  # type: ignore[assignment]  # validated
+        value = sahd_score(network, self.batches, kind=kind)
         if math.isnan(value):
             raise FloatingPointError(f"the score of {arch} is NaN")
         return value
@@ -349,41 +286,3 @@ class SpikeNASObjective:
         energy = spikesim_energy_uj(network, images, self.profile, activity="event")
         trial.set_user_attr("spikesim_event_energy_uj", round(energy, 6))
         trial.set_user_attr("spikesim_event_weights", weights)
-
-
-def reuse_values(trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, ...]:
-    """``previous``'s values for ``trial``, a duplicate of it, whose user attributes get what
-    ``previous`` measured (spikes, accuracy, ...; not its timings) and ``duplicate_of``."""
-    mine = trial.user_attrs
-    for key, value in previous.user_attrs.items():
-        if key not in mine and not key.endswith("_seconds"):  # its own time is ~0
-            trial.set_user_attr(key, value)
-    trial.set_user_attr("duplicate_of", previous.user_attrs.get("duplicate_of", previous.number))
-    values = tuple(float(v) for v in previous.values)
-    return values[0] if len(values) == 1 else values
-
-
-def find_scored_duplicate(
-    study: optuna.Study, canonical_key: str, fingerprint: str
-) -> FrozenTrial | None:
-    """A completed, scored trial of ``study`` whose architecture has this canonical form, made
-    with the same value-defining settings (``study_binding``)."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = t.user_attrs
-        if (
-            attrs.get("canonical") == canonical_key
-            and attrs.get("feasible")
-            and attrs.get(FINGERPRINT_ATTR) == fingerprint
-        ):
-            return t
-    return None
-
-
-def make_objective(config: Config, log: Callable[[str], None] | None = None):
-    """The objective of ``config``: AutoSNN's super-network fitness for AutoSNN macros,
-    otherwise the SpikeNAS/NeuroNAS score (and optional training)."""
-    if require_config(config, "make_objective").is_autosnn:
-        from optuna_spikenas.autosnn_objective import AutoSNNObjective  # it imports this module
-
-        return AutoSNNObjective(config, log=log)
-    return SpikeNASObjective(config, log=log)

@@ -495,11 +495,12 @@ def analyze_ops(
     trained: dict[str, float] = {}
 
     def accuracy(arch: Architecture) -> float:
-        from optuna_spikenas.objective import candidate_seed
+        from optuna_spikenas.study_setup import candidate_seed
         from optuna_spikenas.train import train_architecture
 
         key = arch.canonical_key()
         if key not in trained:
+            assert train_settings is not None  # called only with training on
             result = train_architecture(
                 arch,
                 objective.macro,
@@ -596,7 +597,7 @@ def _progress_line(result: OpSetResult, total_scored: int) -> str:
         f"{result.name:>18}: {len(result.scores)} scored, {len(result.over_budget)} over budget, "
         f"top-25% mean {_num(tq)} ({result.seconds:.1f} s, {total_scored} networks scored so far)"
     )
-    if result.accuracies:
+    if result.mean_accuracy is not None:
         line += f", val accuracy {100 * result.mean_accuracy:.1f}%"
     return line
 

@@ -151,7 +151,7 @@ def _trial_point(trial: FrozenTrial, origin: Any) -> TrialPoint:
     return TrialPoint(
         number=trial.number,
         seconds=(end - origin).total_seconds() if end is not None and origin is not None else 0.0,
-        value=float(value) if feasible else None,
+        value=float(value) if feasible and value is not None else None,
         feasible=feasible,
         memory_megabytes=None if memory_bits is None else memory_bits / 8e6,
         energy_uj=_number(attrs, "energy_uj", "synops_energy_uj"),
@@ -231,7 +231,9 @@ def _add_curve(
         fig.add_trace(go.Scatter(x=[None], y=[None], name=f"{name}: no feasible trial", line=line))
         return
     xs = [x[i] for i in kept]
-    (ux, uy), (lx, ly) = _steps(xs, [high[i] for i in kept]), _steps(xs, [low[i] for i in kept])
+    highs = [v for i in kept if (v := high[i]) is not None]  # all of them: kept have a mean
+    lows = [v for i in kept if (v := low[i]) is not None]
+    (ux, uy), (lx, ly) = _steps(xs, highs), _steps(xs, lows)
     band = {"mode": "lines", "fill": "toself", "fillcolor": _rgba(color, 0.2), "line": {"width": 0}}
     fig.add_trace(go.Scatter(x=ux + lx[::-1], y=uy + ly[::-1], hoverinfo="skip", **band,
                              legendgroup=name, showlegend=False))  # fmt: skip
@@ -289,7 +291,8 @@ def _pareto_traces(
 ) -> list[go.Scatter]:
     """Every feasible trial of ``runs`` (faint) and their pooled front on cost ``key``."""
     pts = [(r, t) for r in runs for t in r.trials if t.feasible and getattr(t, key) is not None]
-    xs, ys = [getattr(t, key) for _, t in pts], [t.value for _, t in pts]
+    xs = [getattr(t, key) for _, t in pts]
+    ys = [t.value for _, t in pts if t.value is not None]  # every feasible trial has one
     text = [f"{r.study_name} trial {t.number}<br>{t.architecture}" for r, t in pts]
     hover = f"%{{text}}<br>{label} %{{x:.4g}}<br>{value_name} %{{y:.4g}}<extra></extra>"
     front = sorted(pareto_front(list(zip(ys, xs, strict=True))), key=lambda i: xs[i])
@@ -356,7 +359,7 @@ def summarize(runs: Sequence[Run], sampler_settings: Mapping[str, str]) -> list[
             }
         )
     scored = [row for row in rows if row["best_mean"] is not None]
-    winner = max(scored, key=lambda row: row["best_mean"], default=None)
+    winner = max(scored, key=lambda row: float(row["best_mean"]), default=None)  # type: ignore[arg-type]
     for row in rows:
         row["highest_mean_best"] = row is winner
     return rows

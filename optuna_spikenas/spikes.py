@@ -153,7 +153,8 @@ class ActivityCounter:
             fan_out = module.out_channels * kernel / (module.stride[0] * module.stride[1])
             fan_in = module.in_channels // module.groups * kernel
         else:
-            fan_out, fan_in = module.out_features, module.in_features
+            assert isinstance(module, nn.Linear)
+            fan_out, fan_in = float(module.out_features), module.in_features
         if _is_binary(x):
             self.synops += float(x.sum()) * fan_out
         else:

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from optuna.trial import FrozenTrial
 
@@ -359,6 +360,5 @@ def beat_while_sampling(study: optuna.Study, trial_id: int) -> None:
     trial goes stale like any other. A no-op on storages without a heartbeat.
     """
     storage = study._storage
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if interval:
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
         storage.record_heartbeat(trial_id)

@@ -27,12 +27,13 @@ class PhaseProgress:
     """One status line for the cell-by-cell search, rewritten after each trial."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        assert isinstance(study.sampler, CellByCellSampler)
         state = study.sampler.state(study)
         phase = state.current
         if phase is None:
             return
         trials = study.get_trials(deepcopy=False)
-        scores = [first_value(t) for t in trials if _finite(first_value(t))]
+        scores = [v for t in trials if (v := first_value(t)) is not None and math.isfinite(v)]
         best = f", best score {max(scores):.4f}" if scores else ""
         print(
             f"\rcell {phase.k}: {state.settled}/{len(phase.candidates)} candidates{best}   ",
@@ -83,9 +84,18 @@ def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
         print(f"{len(pruned)} trials pruned during training")
     feasible = [t for t in trials if t.user_attrs.get("feasible") and _finite(first_value(t))]
     if not feasible:
-        print("no feasible architecture was found; loosen the budget or run more trials")
+        within = [t for t in trials if t.user_attrs.get("feasible")]
+        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        if within or any(t.user_attrs.get("feasible") for t in failed):
+            print(
+                "no architecture within the budget got a finite score: the scores were -inf "
+                "(the spike patterns could not tell the images apart) or the trials failed "
+                "(see score_error); try other [score] settings"
+            )
+        else:
+            print("no feasible architecture was found; loosen the budget or run more trials")
         return
-    best = max(feasible, key=first_value)
+    best = max(feasible, key=lambda t: t.values[0])  # feasible trials have values
     attrs = best.user_attrs
     if "fitness" in attrs:  # AutoSNN: the fitness, or (accuracy, spikes)
         what = "fitness" if len(study.directions) == 1 else "accuracy"

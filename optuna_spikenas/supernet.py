@@ -49,17 +49,16 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from optuna_spikenas.atomic_file import write_atomically
-from optuna_spikenas.data import Dataset, Split, augment_batch
-from optuna_spikenas.paths import unwritable_folder
-from optuna_spikenas.snn.autosnn import (
+from optuna_spikenas.autosnn_space import (
     AUTOSNN_MACROS,
     BLOCKS,
     POSITIONS,
     AutoSNNArchitecture,
     AutoSNNMacro,
-    SuperNetwork,
-    path_name,
 )
+from optuna_spikenas.data import Dataset, Split, augment_batch
+from optuna_spikenas.paths import unwritable_folder
+from optuna_spikenas.snn.autosnn import SuperNetwork, path_name
 from optuna_spikenas.spikes import Activity, ActivityCounter
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build

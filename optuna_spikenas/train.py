@@ -34,9 +34,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from optuna_spikenas.config import OPTIMIZERS
 from optuna_spikenas.data import Dataset, Split
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.quantize import quantize_weights
-from optuna_spikenas.snn.network import Macro, build_network
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
@@ -64,7 +66,6 @@ __all__ = [
     "training_state",
 ]
 
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 LOSSES: tuple[str, ...] = ("cross-entropy", "mse-rates")  # SNASNet's; AutoSNN's
 
 #: ``on_epoch(epoch_index, val_accuracy, train_loss)``, called after every epoch; whatever it

@@ -11,14 +11,15 @@ from optuna_spikenas.architecture_file import (
     architecture_record,
     read_architecture,
 )
-from optuna_spikenas.snn.autosnn import (
+from optuna_spikenas.autosnn_space import (
     AUTOSNN_MACROS,
     PAPER_CIFAR10_ARCH,
     AutoSNNArchitecture,
     autosnn_parameters,
-    build_autosnn,
 )
-from optuna_spikenas.snn.network import build_network, get_macro
+from optuna_spikenas.macros import get_macro
+from optuna_spikenas.snn.autosnn import build_autosnn
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
 
 

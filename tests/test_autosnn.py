@@ -14,7 +14,7 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 from spikingjelly.activation_based import functional  # noqa: E402
 
-from optuna_spikenas.snn.autosnn import (  # noqa: E402
+from optuna_spikenas.autosnn_space import (  # noqa: E402
     AUTOSNN_MACROS,
     BLOCKS,
     PAPER_CIFAR10_ARCH,
@@ -22,15 +22,17 @@ from optuna_spikenas.snn.autosnn import (  # noqa: E402
     POSITIONS,
     AutoSNNArchitecture,
     AutoSNNMacro,
-    AutoSNNNetwork,
-    SuperNetwork,
     autosnn_parameters,
     block_parameters,
-    build_autosnn,
     get_autosnn_macro,
+    suggest_autosnn,
+)
+from optuna_spikenas.snn.autosnn import (  # noqa: E402
+    AutoSNNNetwork,
+    SuperNetwork,
+    build_autosnn,
     make_block,
     path_state_dict,
-    suggest_autosnn,
 )
 from optuna_spikenas.space import SpaceError  # noqa: E402
 

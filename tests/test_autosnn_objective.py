@@ -9,11 +9,11 @@ import pytest
 
 from optuna_spikenas.architecture_file import read_architecture
 from optuna_spikenas.autosnn_objective import AutoSNNObjective
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.cli import main
 from optuna_spikenas.config import ConfigError, config_from_dict
 from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.samplers.evolution import EvolutionarySampler
-from optuna_spikenas.snn.autosnn import AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.supernet import fitness
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

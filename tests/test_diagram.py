@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, POOL_AFTER, AutoSNNArchitecture
 from optuna_spikenas.diagram import UNUSED, autosnn_diagram_svg, cell_diagram_svg
-from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS, POOL_AFTER, AutoSNNArchitecture
 from optuna_spikenas.space import OPS, Architecture
 
 SVG = "{http://www.w3.org/2000/svg}"

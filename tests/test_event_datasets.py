@@ -22,6 +22,7 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 from spikingjelly.activation_based import functional  # noqa: E402
 
+from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro  # noqa: E402
 from optuna_spikenas.data import DatasetError  # noqa: E402
 from optuna_spikenas.event_datasets import (  # noqa: E402
     CIFAR10_DVS_CLASSES,
@@ -30,14 +31,10 @@ from optuna_spikenas.event_datasets import (  # noqa: E402
     load_event_dataset,
     read_aedat2_dvs128,
 )
+from optuna_spikenas.macros import get_macro  # noqa: E402
 from optuna_spikenas.score import sahd_score  # noqa: E402
-from optuna_spikenas.snn.autosnn import (  # noqa: E402
-    AutoSNNArchitecture,
-    AutoSNNMacro,
-    SuperNetwork,
-    build_autosnn,
-)
-from optuna_spikenas.snn.network import build_network, get_macro  # noqa: E402
+from optuna_spikenas.snn.autosnn import SuperNetwork, build_autosnn  # noqa: E402
+from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import Architecture  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -498,7 +495,7 @@ def test_empty_split_is_refused_before_reading(tmp_path: Path):
 def test_the_config_reaches_the_event_loader(tmp_path):
     """`[dataset] name = "dvs128-gesture"` goes through the same dispatch users run."""
     from optuna_spikenas.config import config_from_dict
-    from optuna_spikenas.objective import study_dataset
+    from optuna_spikenas.study_setup import study_dataset
 
     make_gesture(tmp_path / "DVSGesture")
     config = config_from_dict(

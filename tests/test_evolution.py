@@ -11,6 +11,7 @@ from collections import Counter
 import optuna
 import pytest
 
+from optuna_spikenas.autosnn_space import BLOCKS
 from optuna_spikenas.samplers.evolution import (
     AUTOSNN_SEARCH_SPACE,
     CROSSOVER,
@@ -26,7 +27,6 @@ from optuna_spikenas.samplers.evolution import (
     EvolutionarySampler,
     cell_search_space,
 )
-from optuna_spikenas.snn.autosnn import BLOCKS
 from optuna_spikenas.space import OPS, SearchSpace, architecture_params, suggest_architecture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -20,6 +20,7 @@ from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
 from optuna_spikenas.architecture_file import architecture_record, read_architecture
+from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, PAPER_CIFAR10_ARCH, AutoSNNArchitecture
 from optuna_spikenas.config import config_from_dict
 from optuna_spikenas.dashboard import TrialArtifacts, artifact_dir_for, open_artifact_store
 from optuna_spikenas.export import (
@@ -31,9 +32,8 @@ from optuna_spikenas.export import (
     nir_problems,
     write_model_py,
 )
+from optuna_spikenas.macros import get_macro
 from optuna_spikenas.objective import SpikeNASObjective
-from optuna_spikenas.snn.autosnn import AUTOSNN_MACROS, PAPER_CIFAR10_ARCH, AutoSNNArchitecture
-from optuna_spikenas.snn.network import get_macro
 from optuna_spikenas.space import Architecture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -22,6 +22,7 @@ import torch
 from optuna_spikenas import data, final_training
 from optuna_spikenas import train as train_module
 from optuna_spikenas.architecture_file import architecture_record
+from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.config import Config, config_from_dict
 from optuna_spikenas.final_training import (
     CHECKPOINT,
@@ -29,15 +30,11 @@ from optuna_spikenas.final_training import (
     TrainingError,
     train_final,
 )
-from optuna_spikenas.objective import study_dataset
+from optuna_spikenas.macros import get_macro
 from optuna_spikenas.quantize import quantize_weights
-from optuna_spikenas.snn.autosnn import (
-    AUTOSNN_MACROS,
-    AutoSNNArchitecture,
-    autosnn_parameters,
-)
-from optuna_spikenas.snn.network import build_network, get_macro
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
+from optuna_spikenas.study_setup import study_dataset
 from optuna_spikenas.train import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -32,7 +32,7 @@ from optuna_spikenas.data import (
     load_dataset,
 )
 from optuna_spikenas.image_datasets import CIFAR_MD5, read_cifar10, read_tinyimagenet
-from optuna_spikenas.objective import study_dataset
+from optuna_spikenas.study_setup import study_dataset
 
 
 @pytest.fixture(autouse=True)

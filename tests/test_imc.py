@@ -23,7 +23,8 @@ from optuna_spikenas.hardware.imc import (
     load_profile,
 )
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
-from optuna_spikenas.snn.network import MACROS, build_network, get_macro
+from optuna_spikenas.macros import MACROS, get_macro
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
 
 SMALL = MACROS["light"].for_data(1, 8, 10)  # 1x8x8 images: cells at 8x8 and 4x4

@@ -16,8 +16,9 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas.hardware.memory import memory_report  # noqa: E402
+from optuna_spikenas.macros import MACROS, Macro, get_macro  # noqa: E402
 from optuna_spikenas.snn.cell import SpikingCell  # noqa: E402
-from optuna_spikenas.snn.network import MACROS, Macro, build_network, get_macro  # noqa: E402
+from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import EDGES, OPS, ZERO, Architecture, Cell  # noqa: E402
 
 CIFAR10_CELL = "0303 0030 2002 0200"

@@ -11,11 +11,12 @@ import pytest
 from optuna_spikenas.config import ConfigError, config_from_dict
 from optuna_spikenas.hardware.imc import imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
-from optuna_spikenas.objective import NOT_SCORED, SpikeNASObjective
+from optuna_spikenas.macros import get_macro
+from optuna_spikenas.objective import SpikeNASObjective
 from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
-from optuna_spikenas.snn.network import get_macro
 from optuna_spikenas.space import Architecture, architecture_params
+from optuna_spikenas.study_setup import NOT_SCORED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

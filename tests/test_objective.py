@@ -10,8 +10,9 @@ import pytest
 
 from optuna_spikenas.config import config_from_dict
 from optuna_spikenas.hardware.memory import memory_report
-from optuna_spikenas.objective import NOT_SCORED, SpikeNASObjective, candidate_seed
+from optuna_spikenas.objective import SpikeNASObjective
 from optuna_spikenas.space import Architecture, architecture_params
+from optuna_spikenas.study_setup import NOT_SCORED, candidate_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -131,6 +132,6 @@ def test_optuna_samplers_search_the_same_space(sampler):
 
 
 def light_digits():
-    from optuna_spikenas.snn.network import get_macro
+    from optuna_spikenas.macros import get_macro
 
     return get_macro("light").for_data(1, 8, 10)

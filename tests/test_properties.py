@@ -20,6 +20,13 @@ from optuna_spikenas.architecture_file import (
     architecture_record,
     read_architecture,
 )
+from optuna_spikenas.autosnn_space import (
+    AUTOSNN_MACROS,
+    BLOCKS,
+    PARAM_NAMES,
+    AutoSNNArchitecture,
+    suggest_autosnn,
+)
 from optuna_spikenas.config import (
     _SECTIONS,
     SAMPLERS,
@@ -31,14 +38,7 @@ from optuna_spikenas.config import (
 )
 from optuna_spikenas.data import DATASET_NAMES
 from optuna_spikenas.hardware.imc import PROFILES
-from optuna_spikenas.snn.autosnn import (
-    AUTOSNN_MACROS,
-    BLOCKS,
-    PARAM_NAMES,
-    AutoSNNArchitecture,
-    suggest_autosnn,
-)
-from optuna_spikenas.snn.network import MACROS, get_macro
+from optuna_spikenas.macros import MACROS, get_macro
 from optuna_spikenas.space import (
     BACKWARD,
     EDGES,

@@ -10,6 +10,7 @@ from torch import nn
 
 from optuna_spikenas.data import load_dataset
 from optuna_spikenas.hardware.memory import memory_report
+from optuna_spikenas.macros import MACROS
 from optuna_spikenas.quantize import (
     WeightQuantizer,
     float_weights,
@@ -17,7 +18,7 @@ from optuna_spikenas.quantize import (
     quantizers,
     weight_bits,
 )
-from optuna_spikenas.snn.network import MACROS, build_network
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
 from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
 

@@ -11,8 +11,9 @@ import torch
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
+from optuna_spikenas.macros import get_macro  # noqa: E402
 from optuna_spikenas.snn.cell import SpikingCell  # noqa: E402
-from optuna_spikenas.snn.network import build_network, get_macro  # noqa: E402
+from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import (  # noqa: E402
     BACKWARD,
     CONV3X3,

@@ -8,7 +8,8 @@ from spikingjelly.activation_based import functional, neuron
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from optuna_spikenas.snn.network import MACROS, build_network
+from optuna_spikenas.macros import MACROS
+from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
 from optuna_spikenas.spikes import ActivityCounter, measure_activity
 

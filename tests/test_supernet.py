@@ -12,8 +12,9 @@ import torch
 from torch.nn import functional as F
 
 from optuna_spikenas import supernet as sn
+from optuna_spikenas.autosnn_space import PAPER_CIFAR10_ARCH, AutoSNNArchitecture
 from optuna_spikenas.data import Dataset, Split, load_dataset
-from optuna_spikenas.snn.autosnn import PAPER_CIFAR10_ARCH, AutoSNNArchitecture, SuperNetwork
+from optuna_spikenas.snn.autosnn import SuperNetwork
 from optuna_spikenas.spikes import measure_activity
 from optuna_spikenas.supernet import (
     SuperNetCheckpointError,

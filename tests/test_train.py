@@ -15,7 +15,8 @@ from spikingjelly.activation_based import base, functional  # noqa: E402
 
 import optuna_spikenas.train as train_module  # noqa: E402
 from optuna_spikenas.data import Dataset, load_dataset  # noqa: E402
-from optuna_spikenas.snn.network import Macro, build_network, get_macro  # noqa: E402
+from optuna_spikenas.macros import Macro, get_macro  # noqa: E402
+from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import Architecture  # noqa: E402
 from optuna_spikenas.train import (  # noqa: E402
     TrainSettings,

@@ -80,11 +80,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from optuna_spikenas.snn.network import Macro
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.space import CONV1X1, CONV3X3, OPS, Architecture
 
-PROFILES: tuple[str, ...] = ("spikesim-64", "spikesim-64-sliced", "neurosim-128")
-"""Profiles shipped in ``optuna_spikenas/hardware/profiles/``."""
+PROFILES: tuple[str, ...] = tuple(
+    sorted(
+        entry.name.removesuffix(".toml")
+        for entry in (resources.files("optuna_spikenas.hardware") / "profiles").iterdir()
+        if entry.name.endswith(".toml")
+    )
+)
+"""The shipped profiles: every ``.toml`` file in ``optuna_spikenas/hardware/profiles/`` (the
+registry of profiles is that folder; a new profile is a new file there)."""
 
 # SpikeSim quotes the crossbar read energy per 8 rows: a read of X rows costs X / 8 of them.
 ROWS_PER_READ_UNIT = 8
@@ -251,7 +258,7 @@ def _extensions(source: str, data: Any) -> Extensions:
         )
     bits = data.get("bits_per_cell")
     if bits is not None:
-        bits = _number(source, "extensions.bits_per_cell", bits)
+        bits = int(_number(source, "extensions.bits_per_cell", bits))
     return Extensions(bits_per_cell=bits, stem_once=stem_once)
 
 
@@ -272,10 +279,15 @@ def _profile(source: str, data: dict[str, Any]) -> HardwareProfile:
             f"{source}: columns_per_adc ({values['columns_per_adc']}) must divide "
             f"crossbar_size ({values['crossbar_size']})"
         )
+    energy, area = (
+        _table(source, "energy_pj", data["energy_pj"]),
+        _table(source, "area_um2", data["area_um2"]),
+    )
+    assert isinstance(energy, EnergyPj) and isinstance(area, AreaUm2)
     return HardwareProfile(
         name=data["name"],
-        energy=_table(source, "energy_pj", data["energy_pj"]),
-        area=_table(source, "area_um2", data["area_um2"]),
+        energy=energy,
+        area=area,
         extensions=_extensions(source, data.get("extensions", {})),
         **values,
     )

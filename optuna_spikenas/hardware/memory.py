@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optuna_spikenas.snn.network import Macro
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.space import CONV1X1, CONV3X3, Architecture, Cell
 
 KERNEL_AREA = {CONV1X1: 1, CONV3X3: 9}

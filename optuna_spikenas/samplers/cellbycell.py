@@ -240,7 +240,7 @@ class CellByCellSampler(BaseSampler):
                 "itself: do not enqueue trials or mix samplers in its study"
             )
         slot, arch = self._claim(study, trial)
-        params = architecture_params(arch, self.space) if arch is not None else {}
+        params: dict[str, Any] = architecture_params(arch, self.space) if arch is not None else {}
         study._storage.set_trial_system_attr(trial._trial_id, SLOT_KEY, slot)
         study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
 

@@ -26,8 +26,8 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas import space as snn
+from optuna_spikenas.autosnn_space import BLOCKS, PARAM_NAMES
 from optuna_spikenas.recovery import WORKER_KEY, mark_worker
-from optuna_spikenas.snn.autosnn import BLOCKS, PARAM_NAMES
 from optuna_spikenas.storage import beat_while_sampling
 
 Choice = str | int | float | bool | None
@@ -188,6 +188,12 @@ class EvolutionarySampler(BaseSampler):
         claim, fixed = trial.system_attrs.get(PARAMS_KEY), trial.system_attrs.get("fixed_params")
         return self.encode(claim or {**(fixed or {}), **trial.params})
 
+    def _known_genome(self, trial: FrozenTrial) -> Genome:
+        """The candidate of a ranked trial (ranked trials are complete: they have one)."""
+        genome = self._genome(trial)
+        assert genome is not None, trial.number
+        return genome
+
     def _random_unseen(self, seen: set[Genome], rng: random.Random) -> Genome:
         for _ in range(self.max_attempts):
             genome = tuple(rng.randrange(len(choices)) for choices in self._choices)
@@ -268,13 +274,14 @@ class EvolutionarySampler(BaseSampler):
         crossing = origins.count(MUTATION) >= self.num_mutants and len(parents) > 1
         crossing = crossing and len(self._choices) > 1
         for _ in range(self.max_attempts):
+            chosen: tuple[int, ...]
             if crossing:
                 first, second = rng.sample(parents, 2)
-                child = self.crossover(self._genome(first), self._genome(second), rng)
+                child = self.crossover(self._known_genome(first), self._known_genome(second), rng)
                 chosen = (first.number, second.number)
             else:
                 parent = rng.choice(parents)
-                child, chosen = self.mutate(self._genome(parent), rng), (parent.number,)
+                child, chosen = self.mutate(self._known_genome(parent), rng), (parent.number,)
             if child not in seen:
                 return Proposal(generation, CROSSOVER if crossing else MUTATION, chosen, child)
         return Proposal(generation, FALLBACK, (), self._random_unseen(seen, rng))
@@ -282,8 +289,9 @@ class EvolutionarySampler(BaseSampler):
     def _clashes(self, study: Study, trial: FrozenTrial, proposal: Proposal) -> bool:
         """True when, read back, the claim over-fills its generation or shares its candidate."""
         trials = _all_trials(study)
-        members = self._members(trials).get(proposal.generation, ())
-        if proposal.generation is not None and len(members) > self.population_size:
+        generation = proposal.generation
+        members = self._members(trials).get(generation, []) if generation is not None else []
+        if generation is not None and len(members) > self.population_size:
             return True
         others = (t for t in trials if t.number != trial.number)
         return proposal.genome is not None and any(

@@ -1,9 +1,9 @@
-"""AutoSNN's search space (Na et al., ICML 2022): five searched blocks in a fixed macro network.
+"""AutoSNN's networks (Na et al., ICML 2022): five searched blocks in a fixed macro network.
 
-Read top to bottom: the space (``BLOCKS``, ``AutoSNNArchitecture``, ``suggest_autosnn``), the
-macro (``AutoSNNMacro``, ``AUTOSNN_MACROS``), the blocks, the parameter count, then the two
-networks: ``AutoSNNNetwork`` (one architecture) and ``SuperNetwork`` (all 5^5 = 3,125 of them
-sharing weights), with ``path_state_dict`` / ``SuperNetwork.extract`` linking the two.
+The space, the macro and the parameter count are data in ``autosnn_space.py``. Read this file
+top to bottom: the blocks, then the two networks: ``AutoSNNNetwork`` (one architecture) and
+``SuperNetwork`` (all 5^5 = 3,125 of them sharing weights), with ``path_state_dict`` /
+``SuperNetwork.extract`` linking the two.
 
 Layout of ``autosnn-16`` (C = width = 16), for an image of size S:
     stem     conv3x3(in -> C) + BN            (once per image, or per event frame) -> PLIF
@@ -35,179 +35,34 @@ reset, ATan surrogate) called once per timestep; call ``functional.reset_net`` a
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
-import optuna
 import torch
 from torch import nn
 
+from optuna_spikenas.autosnn_space import (
+    BLOCKS,
+    POOL_AFTER,
+    AutoSNNArchitecture,
+    AutoSNNMacro,
+    check_block,
+)
 from optuna_spikenas.snn.cell import conv_bn
 from optuna_spikenas.snn.network import encode_steps
-from optuna_spikenas.space import SpaceError
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
 from spikingjelly.activation_based import neuron, surrogate  # noqa: E402
 
 __all__ = [
-    "AUTOSNN_MACROS",
-    "BLOCKS",
-    "PAPER_CIFAR10_ARCH",
-    "PARAM_NAMES",
-    "POSITIONS",
-    "AutoSNNArchitecture",
-    "AutoSNNMacro",
     "AutoSNNNetwork",
     "SkipBlock",
     "SpikingConvBlock",
     "SuperNetwork",
-    "autosnn_parameters",
-    "block_parameters",
     "build_autosnn",
-    "get_autosnn_macro",
     "make_block",
     "path_name",
     "path_state_dict",
     "plif",
-    "suggest_autosnn",
 ]
-
-# --------------------------------------------------------------------------------------------
-# The space
-
-BLOCKS: tuple[str, ...] = ("skip", "SCB_k3", "SCB_k5", "SRB_k3", "SRB_k5")
-POSITIONS = 5
-PARAM_NAMES: tuple[str, ...] = tuple(f"block{i}" for i in range(1, POSITIONS + 1))
-PAPER_CIFAR10_ARCH = "SRB_k5,SRB_k5,skip,SRB_k3,SRB_k5"  # found on CIFAR10 with lambda = -0.08
-
-_BY_LOWER = {b.lower(): b for b in BLOCKS}
-
-
-def _check_block(token: object, position: int | None = None) -> str:
-    """The canonical spelling of block ``token`` (case-insensitive), or a ``SpaceError``."""
-    block = _BY_LOWER.get(token.strip().lower()) if isinstance(token, str) else None
-    if block is None:
-        where = "" if position is None else f" at position {position}"
-        raise SpaceError(f"unknown block {token!r}{where}; known blocks: {', '.join(BLOCKS)}")
-    return block
-
-
-@dataclass(frozen=True)
-class AutoSNNArchitecture:
-    """One block per searched position, e.g. ``SRB_k5,SRB_k5,skip,SRB_k3,SRB_k5``."""
-
-    blocks: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        blocks = tuple(self.blocks)
-        if len(blocks) != POSITIONS:
-            raise SpaceError(
-                f"an AutoSNN architecture has {POSITIONS} blocks (one per position), "
-                f"got {len(blocks)}"
-            )
-        canonical = tuple(_check_block(b, i) for i, b in enumerate(blocks, start=1))
-        object.__setattr__(self, "blocks", canonical)
-
-    @classmethod
-    def parse(cls, text: str) -> AutoSNNArchitecture:
-        """Parse blocks joined by commas (spaces allowed, block names case-insensitive)."""
-        tokens = [t.strip() for t in str(text).split(",")]
-        if len(tokens) != POSITIONS:
-            raise SpaceError(
-                f"an AutoSNN architecture has {POSITIONS} comma-separated blocks, got "
-                f"{len(tokens)} in {text!r}; e.g. {PAPER_CIFAR10_ARCH!r}"
-            )
-        return cls(tuple(tokens))
-
-    def __str__(self) -> str:
-        return ",".join(self.blocks)
-
-    def params(self) -> dict[str, str]:
-        """The Optuna parameters that :func:`suggest_autosnn` turns into this architecture."""
-        return dict(zip(PARAM_NAMES, self.blocks, strict=True))
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, object]) -> AutoSNNArchitecture:
-        missing = [name for name in PARAM_NAMES if name not in params]
-        if missing:
-            raise SpaceError(f"AutoSNN parameters lack {', '.join(missing)}")
-        return cls(tuple(str(params[name]) for name in PARAM_NAMES))
-
-
-def suggest_autosnn(trial: optuna.Trial) -> AutoSNNArchitecture:
-    """Ask ``trial`` for one block per position (categorical ``block1`` .. ``block5``)."""
-    return AutoSNNArchitecture(
-        tuple(trial.suggest_categorical(name, BLOCKS) for name in PARAM_NAMES)
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The macro
-
-POOL_AFTER = (0, 2, 4)  # a 2x2 max-pool follows positions 1, 3 and 5
-
-
-@dataclass(frozen=True)
-class AutoSNNMacro:
-    """AutoSNN's fixed network around the searched blocks. Defaults: ``AutoSNN_16`` on CIFAR10."""
-
-    width: int = 16
-    in_channels: int = 3
-    image_size: int = 32
-    num_classes: int = 10
-    voters_per_class: int = 10
-    timesteps: int = 8
-    name: str = "autosnn-16"
-
-    def __post_init__(self) -> None:
-        for field in (
-            "width",
-            "in_channels",
-            "image_size",
-            "num_classes",
-            "voters_per_class",
-            "timesteps",
-        ):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
-        if self.image_size < 8:
-            raise ValueError(
-                f"{self.image_size}x{self.image_size} images are too small for macro "
-                f"{self.name!r}: its three 2x2 max-pools need images of at least 8x8"
-            )
-
-    def for_data(self, in_channels: int, image_size: int, num_classes: int) -> AutoSNNMacro:
-        return replace(
-            self, in_channels=in_channels, image_size=image_size, num_classes=num_classes
-        )
-
-    def channels(self) -> list[tuple[int, int]]:
-        """(in, out) channels of each searched position: C->C, C->2C, 2C->2C, 2C->4C, 4C->4C."""
-        c = self.width
-        return [(c, c), (c, 2 * c), (2 * c, 2 * c), (2 * c, 4 * c), (4 * c, 4 * c)]
-
-    def sizes(self) -> tuple[list[int], int]:
-        """Spatial size at each position, and after the last max-pool (the head's input)."""
-        s = self.image_size
-        return [s, s // 2, s // 2, s // 4, s // 4], s // 8
-
-    def head_features(self) -> int:
-        _, final = self.sizes()
-        return 4 * self.width * final * final
-
-
-# AutoSNN_16 is the searched macro; the paper also trains found architectures wider (up to 128).
-AUTOSNN_MACROS: dict[str, AutoSNNMacro] = {
-    f"autosnn-{c}": AutoSNNMacro(width=c, name=f"autosnn-{c}") for c in (16, 32, 64, 128)
-}
-
-
-def get_autosnn_macro(name: str) -> AutoSNNMacro:
-    if name not in AUTOSNN_MACROS:
-        raise ValueError(f"unknown AutoSNN macro {name!r}; known: {', '.join(AUTOSNN_MACROS)}")
-    return AUTOSNN_MACROS[name]
-
 
 # --------------------------------------------------------------------------------------------
 # Blocks
@@ -257,41 +112,11 @@ class SpikingConvBlock(nn.Module):
 
 
 def make_block(name: str, in_channels: int, out_channels: int) -> nn.Module:
-    name = _check_block(name)
+    name = check_block(name)
     if name == "skip":
         return SkipBlock(in_channels, out_channels)
     kind, kernel = name.split("_k")
     return SpikingConvBlock(in_channels, out_channels, int(kernel), residual=kind == "SRB")
-
-
-# --------------------------------------------------------------------------------------------
-# Parameter count, from shapes only
-
-
-def _conv_bn_params(cin: int, cout: int, kernel: int) -> int:
-    return cin * cout * kernel * kernel + 2 * cout  # bias-free conv + BN weight and bias
-
-
-def block_parameters(name: str, cin: int, cout: int) -> int:
-    """Parameters of one block, one per PLIF layer (its leak ``w``) included."""
-    name = _check_block(name)
-    if name == "skip":
-        return 0 if cin == cout else _conv_bn_params(cin, cout, 1) + 1
-    kind, kernel = name.split("_k")
-    k = int(kernel)
-    count = _conv_bn_params(cin, cout, k) + _conv_bn_params(cout, cout, k) + 2
-    if kind == "SRB" and cin != cout:
-        count += _conv_bn_params(cin, cout, 1)
-    return count
-
-
-def autosnn_parameters(arch: AutoSNNArchitecture, macro: AutoSNNMacro) -> int:
-    """Trainable parameters of ``arch`` in ``macro``, PLIF leaks included (equals
-    ``sum(p.numel() for p in build_autosnn(arch, macro).parameters())``)."""
-    count = _conv_bn_params(macro.in_channels, macro.width, 3) + 1  # stem + its PLIF
-    for name, (cin, cout) in zip(arch.blocks, macro.channels(), strict=True):
-        count += block_parameters(name, cin, cout)
-    return count + macro.head_features() * macro.voters_per_class * macro.num_classes + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +138,7 @@ class _AutoSNNBase(nn.Module):
         self.head_neuron = plif()
 
     def _run(self, images: torch.Tensor, blocks: list[nn.Module]) -> torch.Tensor:
-        total: torch.Tensor | float = 0.0
+        total: torch.Tensor | None = None
         for encoded in encode_steps(self.stem, images, self.timesteps):
             x = self.stem_neuron(encoded)
             for i, block in enumerate(blocks):
@@ -321,7 +146,9 @@ class _AutoSNNBase(nn.Module):
                 if i in POOL_AFTER:
                     x = self.pool(x)
             spikes = self.head_neuron(self.head(x))
-            total = total + spikes.view(spikes.shape[0], -1, self.macro.voters_per_class).mean(2)
+            rates = spikes.view(spikes.shape[0], -1, self.macro.voters_per_class).mean(2)
+            total = rates if total is None else total + rates
+        assert total is not None  # at least one timestep
         return total / self.timesteps
 
 
@@ -364,7 +191,10 @@ class SuperNetwork(_AutoSNNBase):
         )
 
     def forward(self, images: torch.Tensor, arch: AutoSNNArchitecture) -> torch.Tensor:
-        path = [self.choices[i][name] for i, name in enumerate(arch.blocks)]
+        path: list[nn.Module] = [
+            self.choices[i][name]  # type: ignore[index]  # a ModuleList of ModuleDicts
+            for i, name in enumerate(arch.blocks)
+        ]
         return self._run(images, path)
 
     def extract(self, arch: AutoSNNArchitecture) -> AutoSNNNetwork:

@@ -59,6 +59,8 @@ def make_op(code: int, channels: int) -> nn.Module:
 class SpikingCell(base.MemoryModule):
     """One SNASNet cell over ``channels`` channels, built from the cell's pruned form."""
 
+    feedback: list[torch.Tensor] | None  # a SpikingJelly memory (reset with the network)
+
     def __init__(self, cell: Cell, channels: int) -> None:
         super().__init__()
         self.cell = cell.pruned()

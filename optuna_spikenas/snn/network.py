@@ -1,6 +1,7 @@
 """Macro networks around searched cells: SNASNet's (CIFAR10, CIFAR100, TinyImageNet) and ``light``.
 
-Read top to bottom: a ``Macro`` says how cells are stacked and what the head is; ``SpikingNetwork``
+Read top to bottom: a ``Macro`` (``macros.py``) says how cells are stacked and what the head is;
+``SpikingNetwork``
 runs it for T timesteps and averages the output over time. Static images ``[B, C, H, W]`` are
 direct-encoded (the stem's output is fed identically at every step); event frames
 ``[B, T, C, H, W]`` feed frame t, through the stem, at step t (see ``encode_steps``).
@@ -18,80 +19,16 @@ Layout, for cells 1..N with widths C, 2C, 4C, ...:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from optuna_spikenas.macros import Macro
 from optuna_spikenas.snn.cell import SpikingCell, conv_bn, lif
 from optuna_spikenas.space import Architecture
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
 from spikingjelly.activation_based import layer  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Macro:
-    """How a network is put together around its cells. Defaults describe the dataset the macro
-    was made for (used by ``describe``); a study's dataset overrides them."""
-
-    name: str
-    head: str  # one of HEADS
-    width: int
-    num_cells: int
-    stem_stride: int = 1
-    final_pool: int = 2
-    hidden: int = 1024
-    voters_per_class: int = 10
-    in_channels: int = 3
-    image_size: int = 32
-    num_classes: int = 10
-
-    def for_data(self, in_channels: int, image_size: int, num_classes: int) -> Macro:
-        return replace(
-            self, in_channels=in_channels, image_size=image_size, num_classes=num_classes
-        )
-
-    def feature_sizes(self, num_cells: int) -> tuple[list[int], int]:
-        """Spatial size at each cell, and after the head's pooling (``snasnet`` head only)."""
-        size = (self.image_size - 1) // self.stem_stride + 1  # conv3x3, padding 1
-        sizes = [size]
-        for _ in range(num_cells - 1):
-            size //= 2
-            sizes.append(size)
-        final = size // self.final_pool if self.head == "snasnet" else 1
-        if min(sizes) < 1 or final < 1:
-            raise ValueError(
-                f"{self.image_size}x{self.image_size} images are too small for {num_cells} cells "
-                f"in macro {self.name!r}: each extra cell halves the image"
-            )
-        return sizes, final
-
-
-HEADS = ("snasnet", "gap")
-
-MACROS: dict[str, Macro] = {
-    # SNASNet (Kim et al. 2022). CIFAR10 uses 10 voters per class, CIFAR100 5 (500 outputs);
-    # the released CIFAR10 model was trained with final_pool 4.
-    "snasnet-cifar10": Macro("snasnet-cifar10", "snasnet", width=256, num_cells=2),
-    "snasnet-cifar100": Macro(
-        "snasnet-cifar100", "snasnet", width=128, num_cells=2, voters_per_class=5, num_classes=100
-    ),
-    # TinyImageNet: stride-2 stem, a 4096-unit hidden layer, 1,000 outputs voted in groups of 5.
-    "snasnet-tinyimagenet": Macro(
-        "snasnet-tinyimagenet",
-        "snasnet",
-        width=128,
-        num_cells=2,
-        stem_stride=2,
-        hidden=4096,
-        voters_per_class=5,
-        image_size=64,
-        num_classes=200,
-    ),
-    # Small enough for budgets of about a million parameters: narrow cells, pooled head.
-    "light": Macro("light", "gap", width=16, num_cells=2, in_channels=1, image_size=28),
-}
 
 
 def encode_steps(stem: nn.Module, images: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
@@ -109,12 +46,6 @@ def encode_steps(stem: nn.Module, images: torch.Tensor, timesteps: int) -> list[
             f"{timesteps} timesteps; give it as many frames as timesteps"
         )
     return [stem(images[:, t]) for t in range(timesteps)]
-
-
-def get_macro(name: str) -> Macro:
-    if name not in MACROS:
-        raise ValueError(f"unknown macro {name!r}; known: {', '.join(MACROS)}")
-    return MACROS[name]
 
 
 class SpikingNetwork(nn.Module):
@@ -179,12 +110,13 @@ class SpikingNetwork(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: static ``[B, C, H, W]`` or event frames ``[B, T, C, H, W]``."""
-        total: torch.Tensor | float = 0.0
+        total: torch.Tensor | None = None
         for encoded in encode_steps(self.stem, images, self.timesteps):
             out = self.head(self.body(encoded))
             if self.voters > 1:
                 out = out.view(out.shape[0], -1, self.voters).mean(dim=2)
-            total = total + out
+            total = out if total is None else total + out
+        assert total is not None  # at least one timestep
         return total / self.timesteps
 
 

@@ -1,0 +1,116 @@
+"""What the objectives of a study share: the study's dataset and macro, the device, each
+candidate's seed, the values of a trial that was not scored, and reuse of a duplicate's values.
+
+``objective.py`` (SpikeNAS, NeuroNAS) and ``autosnn_objective.py`` (AutoSNN) use these, and so do
+``export``, ``final_training`` and ``op_analysis`` when they rebuild what a study scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_spikenas.config import Config, ConfigError
+from optuna_spikenas.data import Dataset, load_dataset
+from optuna_spikenas.macros import Macro, get_macro
+from optuna_spikenas.space import Architecture
+from optuna_spikenas.study_binding import FINGERPRINT_ATTR
+
+NOT_SCORED = float("-inf")
+"""The value of a trial that was not scored because it is invalid or over budget."""
+
+
+def candidate_seed(study_seed: int, arch: Architecture) -> int:
+    """Weight-initialisation seed of a candidate: the same architecture always gets the same
+    weights, whichever worker scores it and whenever."""
+    digest = hashlib.sha256(f"{study_seed}|{arch.canonical_key()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device 'cuda' was asked for but PyTorch sees no CUDA GPU; use cpu or auto"
+        )
+    return torch.device(name)
+
+
+def study_dataset(config: Config) -> Dataset:
+    """The config's dataset, split with the study seed."""
+    return load_dataset(
+        config.dataset.name,
+        seed=config.seed,
+        val_fraction=config.dataset.val_fraction,
+        test_fraction=config.dataset.test_fraction,
+        path=config.dataset.path or None,
+        verify=config.dataset.verify,
+        timesteps=config.supernet.timesteps if config.is_autosnn else config.score.timesteps,
+        frame_size=config.dataset.frame_size,
+    )
+
+
+def study_macro(config: Config, dataset: Dataset) -> Macro:
+    """The config's macro, fitted to the dataset's image shape and classes."""
+    macro = get_macro(config.space.macro).for_data(
+        dataset.in_channels, dataset.image_size, dataset.num_classes
+    )
+    if config.space.final_pool:
+        macro = replace(macro, final_pool=config.space.final_pool)
+    return macro
+
+
+def check_scoring_batches(config: Config, dataset: Dataset) -> None:
+    """Refuse ``[score]`` settings whose scoring batches cannot exist, before allocating them
+    (they stay in memory for the whole search)."""
+    batch_size, repeats, n = config.score.batch_size, config.score.repeats, len(dataset.train)
+    if batch_size > n:
+        raise ConfigError(
+            f"[score] batch_size {batch_size} is larger than the train split of "
+            f"{dataset.name!r} ({n} images); the largest allowed is {n}"
+        )
+    image = dataset.train.images[0]
+    needed = repeats * batch_size * image.numel() * image.element_size()
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system: cannot tell
+        return
+    if needed > memory:
+        raise ConfigError(
+            f"[score] repeats = {repeats:,} batches of batch_size = {batch_size} images need "
+            f"{needed / 1e9:,.1f} GB, more than this machine's {memory / 1e9:,.1f} GB of memory"
+        )
+
+
+def reuse_values(trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, ...]:
+    """``previous``'s values for ``trial``, a duplicate of it, whose user attributes get what
+    ``previous`` measured (spikes, accuracy, ...; not its timings) and ``duplicate_of``."""
+    mine = trial.user_attrs
+    for key, value in previous.user_attrs.items():
+        if key not in mine and not key.endswith("_seconds"):  # its own time is ~0
+            trial.set_user_attr(key, value)
+    trial.set_user_attr("duplicate_of", previous.user_attrs.get("duplicate_of", previous.number))
+    values = tuple(float(v) for v in previous.values)
+    return values[0] if len(values) == 1 else values
+
+
+def find_scored_duplicate(
+    study: optuna.Study, canonical_key: str, fingerprint: str
+) -> FrozenTrial | None:
+    """A completed, scored trial of ``study`` whose architecture has this canonical form, made
+    with the same value-defining settings (``study_binding``)."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = t.user_attrs
+        if (
+            attrs.get("canonical") == canonical_key
+            and attrs.get("feasible")
+            and attrs.get(FINGERPRINT_ATTR) == fingerprint
+        ):
+            return t
+    return None
