@@ -154,7 +154,8 @@ def progress(name: str, seed: int, every: int):
 
 def search(objective, name: str, seed: int, evaluations: int) -> dict[str, Any]:
     directions = list(objective.directions)
-    study = optuna.create_study(directions=directions, sampler=make_sampler(name, seed, objective))
+    sampler = make_sampler(name, seed)  # over AutoSNN's blocks
+    study = optuna.create_study(directions=directions, sampler=sampler)
     start = time.perf_counter()
     study.optimize(objective, n_trials=evaluations, callbacks=[progress(name, seed, 20)])
     seconds = time.perf_counter() - start

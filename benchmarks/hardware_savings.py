@@ -189,7 +189,8 @@ def sampler_baselines(objective, n_trials: int, seeds: list[int]) -> dict[str, A
         runs = []
         for seed in seeds:
             study = optuna.create_study(
-                direction="maximize", sampler=make_sampler(name, seed, objective)
+                direction="maximize",
+                sampler=make_sampler(name, seed),
             )
             study.optimize(objective, n_trials=n_trials)
             runs.append({"seed": seed} | run_summary(study.get_trials(states=DONE)))
@@ -232,7 +233,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         objective.score(Architecture((conv, conv), objective.space.widths[0]))
 
     ss.log(f"hardware-aware search (cell-by-cell, {args.profile}, four budgets)")
-    sampler = make_sampler("cellbycell", args.seed, ours)
+    sampler = make_sampler(
+        "cellbycell",
+        args.seed,
+        space=ours.space,
+        ops=ours.config.search.ops,
+        fits_budget=ours.fits_budget,
+    )
     ours_study, ours_seconds, ours_load = ss.timed_search(ours, sampler, None, [])
     result = sampler.result(ours_study)
     phases = [

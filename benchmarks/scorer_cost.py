@@ -3,7 +3,7 @@
 For each setting below, several architectures are built with the weights the objective gives them
 (``candidate_seed``), and for each one the script times, interleaved and repeated:
 
-* ``score``: ``sahd_score(network, [batch], kind)``, i.e. the scorer with ``repeats = 1``, so that
+* ``score``: ``kernel_score(network, [batch], kind)``, i.e. the scorer with ``repeats = 1``, so that
   both sides see exactly one batch (a study with ``repeats = R`` pays about R times this);
 * ``forward``: the floor, ``network.train()`` (batch statistics, as the scorer runs it), then under
   ``torch.no_grad()`` one ``network(batch)`` followed by ``functional.reset_net(network)``.
@@ -73,7 +73,7 @@ from optuna_spikenas import score as score_module  # noqa: E402
 from optuna_spikenas.config import load_config  # noqa: E402
 from optuna_spikenas.macros import Macro, get_macro  # noqa: E402
 from optuna_spikenas.objective import SpikeNASObjective  # noqa: E402
-from optuna_spikenas.score import sahd_score  # noqa: E402
+from optuna_spikenas.score import kernel_score  # noqa: E402
 from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import EDGES, OPS, Architecture, Cell  # noqa: E402
 from optuna_spikenas.study_setup import candidate_seed  # noqa: E402
@@ -149,7 +149,7 @@ def time_score(
     """One call of the scorer on one batch; returns (seconds, score)."""
     sync()
     start = time.perf_counter()
-    value = sahd_score(network, [batch], kind=kind)
+    value = kernel_score(network, [batch], kind)
     sync()
     return time.perf_counter() - start, value
 
@@ -197,7 +197,7 @@ def time_score_parts(
     with timed_score_parts(sync) as totals:
         if totals is None:
             return None
-        sahd_score(network, [batch], kind=kind)
+        kernel_score(network, [batch], kind)
     return totals
 
 
@@ -244,7 +244,7 @@ def run_setting(
         params = sum(p.numel() for p in network.parameters())
         # Warm-up: one untimed score (it runs the forward pass too).
         start = time.perf_counter()
-        value = sahd_score(network, [batch], kind=setting.kind)
+        value = kernel_score(network, [batch], setting.kind)
         log(
             f"  built {label} ({arch.cells[0]}): {params:,} parameters, "
             f"warm-up score {value:.2f} in {time.perf_counter() - start:.3f}s"
@@ -496,7 +496,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"build {s['build_seconds']:.3f}s. {s['note']}."
         )
     print(
-        "\nscore = sahd_score on one batch; forward = no-grad forward in train mode + reset_net "
+        "\nscore = kernel_score on one batch; forward = no-grad forward in train mode + reset_net "
         "(the floor); all medians over archs x repeats; ratio = median of paired score/forward; "
         "min ratio = fastest score / fastest forward; kernel/logdet = time inside the kernel "
         "functions and log|det| (instrumented call); rest = overhead - kernel - logdet."

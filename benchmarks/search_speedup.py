@@ -185,9 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = "quick" if args.quick else "full"
     mode, total = MODES[name], Probe()
     rescore = args.baseline == "snasnet"
-    base_config, ours_config = make_configs(
-        mode, args.seed, args.candidates, args.device, rescore
-    )
+    base_config, ours_config = make_configs(mode, args.seed, args.candidates, args.device, rescore)
     baseline, spikenas = SpikeNASObjective(base_config), SpikeNASObjective(ours_config)
     conv = Cell.from_edges({edge: op_code("conv3x3") for edge in EDGES})
     for objective in (baseline, spikenas):  # untimed warm-up: first-call overheads
@@ -199,7 +197,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_trials = None if rescore else args.candidates
     base_study, base_seconds, base_load = timed_search(baseline, sampler, n_trials, progress)
     log(f"baseline done in {base_seconds:.1f}s; SpikeNAS: cell-by-cell search")
-    sampler = make_sampler("cellbycell", args.seed, spikenas)
+    sampler = make_sampler(
+        "cellbycell",
+        args.seed,
+        space=spikenas.space,
+        ops=spikenas.config.search.ops,
+        fits_budget=spikenas.fits_budget,
+    )
     ours_study, ours_seconds, ours_load = timed_search(spikenas, sampler, None, [])
     phases = [
         {"cells": p.k, "candidates": len(p.candidates)} for p in sampler.state(ours_study).phases

@@ -15,6 +15,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.limits import (
     brief,
     parameters_beyond_memory,
@@ -53,7 +54,7 @@ MEASURED_ATTRS = (
 """Trial user attributes copied into the document's ``measured`` section when present."""
 
 
-class ArchitectureFileError(ValueError):
+class ArchitectureFileError(SpikeNASError):
     """A document that is not an architecture this version can build; the message says why."""
 
 

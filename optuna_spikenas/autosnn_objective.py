@@ -22,6 +22,7 @@ from collections.abc import Callable
 import optuna
 
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
+from optuna_spikenas.budgets import excess
 from optuna_spikenas.config import Config, require_config
 from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.study_setup import (
@@ -108,10 +109,15 @@ class AutoSNNObjective:
             return result.accuracy, result.spikes_per_image
         return value
 
-    def fits_budget(self, arch: AutoSNNArchitecture) -> bool:
+    def memory_excess(self, arch: AutoSNNArchitecture) -> float | None:
+        """The ``memory`` constraint of ``arch`` (None: the study has no memory budget)."""
         budget = self.config.budget.memory_bits
-        parameters = autosnn_parameters(arch, self.macro)
-        return budget is None or parameters * self.config.budget.weight_bits <= budget
+        bits = autosnn_parameters(arch, self.macro) * self.config.budget.weight_bits
+        return None if budget is None else excess(bits, budget)
+
+    def fits_budget(self, arch: AutoSNNArchitecture) -> bool:
+        over = self.memory_excess(arch)
+        return over is None or over <= 0
 
     def _record_memory(self, trial: optuna.Trial, arch: AutoSNNArchitecture) -> bool:
         """Parameters and memory; the ``memory`` constraint when the study has a budget."""
@@ -122,14 +128,13 @@ class AutoSNNObjective:
         trial.set_user_attr("parameters", parameters)
         trial.set_user_attr("memory_bits", parameters * bits)
         trial.set_user_attr("weight_bits", bits)
-        budget = self.config.budget.memory_bits
+        over = self.memory_excess(arch)
         feasible = True
-        if budget is not None:
-            excess = (parameters * bits - budget) / budget
-            feasible = excess <= 0
-            trial.set_constraint("memory", excess)
-            trial.set_user_attr("constraint_memory", excess)
-            trial.set_user_attr("memory_budget_bits", budget)
+        if over is not None:
+            feasible = over <= 0
+            trial.set_constraint("memory", over)
+            trial.set_user_attr("constraint_memory", over)
+            trial.set_user_attr("memory_budget_bits", self.config.budget.memory_bits)
         trial.set_user_attr("broken_budgets", "" if feasible else "memory")
         trial.set_user_attr("feasible", feasible)
         return feasible

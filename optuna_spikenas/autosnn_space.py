@@ -1,18 +1,8 @@
 """AutoSNN's search space (Na et al., ICML 2022) as data, without torch: five block positions,
 the macro around them, and the parameter count of an architecture from shapes alone.
 
-``snn/autosnn.py`` builds the networks (one architecture, and the weight-sharing super-network);
-configs, budgets and samplers need only this module. The macro's layout, for ``autosnn-16``
-(C = width = 16) and an image of size S:
-    stem     conv3x3(in -> C) + BN -> PLIF
-    block1   B(C -> C)                        at S
-    maxpool 2
-    block2   B(C -> 2C),  block3 B(2C -> 2C)  at S/2
-    maxpool 2
-    block4   B(2C -> 4C), block5 B(4C -> 4C)  at S/4
-    maxpool 2
-    head     flatten (4C * (S/8)^2) -> linear(-> voters * classes, no bias) -> PLIF -> voting
-Each B is one of ``BLOCKS`` (``skip``, ``SCB_kK``, ``SRB_kK``; see ``snn/autosnn.py``).
+``snn/autosnn.py`` builds the networks (one architecture, and the weight-sharing super-network)
+and draws the macro's layout; configs, budgets and samplers need only this module.
 """
 
 from __future__ import annotations

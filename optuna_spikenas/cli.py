@@ -22,22 +22,20 @@ from optuna_spikenas.architecture_file import ArchitectureFileError
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS
 from optuna_spikenas.config import (
     MAX_SEED,
-    SAMPLERS,
     Config,
-    ConfigError,
     load_config,
     validate,
 )
 from optuna_spikenas.dashboard import DEFAULT_HOST, artifact_dir_for
-from optuna_spikenas.data import DatasetError
 from optuna_spikenas.describe import UsageError, describe
-from optuna_spikenas.hardware.imc import PROFILES, HardwareProfileError
+from optuna_spikenas.errors import SpikeNASError
+from optuna_spikenas.hardware.imc import PROFILES
 from optuna_spikenas.interrupts import CtrlC, Terminated, report_stop, signals_handled
 from optuna_spikenas.limits import MAX_HEARTBEAT_SECONDS, MAX_THREADS, MAX_TIMESTEPS
 from optuna_spikenas.macros import MACROS
 from optuna_spikenas.paths import not_a_file, unwritable_folder
+from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG, SAMPLERS
 from optuna_spikenas.samplers import CellByCellSampler, make_sampler
-from optuna_spikenas.space import SpaceError
 from optuna_spikenas.storage import (
     SQLITE_BUSY_SECONDS,
     STORAGE_CLASSES,
@@ -54,16 +52,6 @@ from optuna_spikenas.summary import (
     progress_line,
 )
 
-USER_ERRORS = (
-    ArchitectureFileError,
-    ConfigError,
-    DatasetError,
-    HardwareProfileError,
-    SpaceError,
-    StorageError,
-)
-
-
 MAX_DOCUMENT_BYTES = 1 << 20
 """An architecture file is a few kilobytes; more than a megabyte is the wrong file."""
 
@@ -78,7 +66,8 @@ def with_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.device is not None:
         config = replace(config, score=replace(config.score, device=args.device))
     validate(config)
-    if search.sampler != "cellbycell" and search.n_trials is None and search.timeout is None:
+    stops = SAMPLER_CATALOG[search.sampler].stops_by_itself
+    if not stops and search.n_trials is None and search.timeout is None:
         raise UsageError(
             f"sampler {search.sampler!r} never stops by itself: give [search] n_trials or "
             "timeout, or --n-trials / --timeout"
@@ -119,7 +108,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     if config.search.pruner == "median":
         study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    study.sampler = make_sampler(search.sampler, seed, objective)
+    study.sampler = make_sampler(
+        search.sampler,
+        seed,
+        space=None if config.is_autosnn else objective.space,
+        ops=search.ops,
+        fits_budget=objective.fits_budget,
+    )
     if isinstance(study.sampler, CellByCellSampler) and study.sampler.foreign_trials(study):
         raise UsageError(
             f"study {args.study_name!r} already has trials made by another sampler; the "
@@ -138,6 +133,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    phases = SAMPLER_CATALOG[search.sampler].grows_cells  # a line per phase, not a bar
     ctrl_c = CtrlC(objective if store is None else TrialArtifacts(objective, store), study)
     try:
         with ctrl_c:
@@ -145,8 +141,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 ctrl_c,
                 n_trials=search.n_trials,
                 timeout=search.timeout,
-                show_progress_bar=not args.quiet and search.sampler != "cellbycell",
-                callbacks=[] if args.quiet or search.sampler != "cellbycell" else [PhaseProgress()],
+                show_progress_bar=not args.quiet and not phases,
+                callbacks=[PhaseProgress()] if phases and not args.quiet else [],
             )
         if ctrl_c.pending:
             raise ctrl_c.stop()
@@ -341,7 +337,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     images too small for the macro's pooling)."""
     try:
         return describe(args)
-    except (*USER_ERRORS, UsageError):
+    except SpikeNASError:
         raise
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -559,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (*USER_ERRORS, UsageError) as err:
+    except SpikeNASError as err:  # every error of the user's input or environment
         if args.traceback:
             raise
         print(f"optuna-spikenas: error: {one_line(str(err))}", file=sys.stderr)

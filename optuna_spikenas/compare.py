@@ -137,7 +137,13 @@ def run_comparison(
         study, done = prepare_study(storage, name, config, plan, say)
         if not done:
             say(f"[{index}/{len(plan.runs())}] {sampler_name}, seed {seed}: {plan.budget}")
-            study.sampler = make_sampler(sampler_name, seed, objective)
+            study.sampler = make_sampler(
+                sampler_name,
+                seed,
+                space=None if config.is_autosnn else objective.space,
+                ops=config.search.ops,
+                fits_budget=objective.fits_budget,
+            )
             study.set_user_attr("compare_sampler", sampler_name)
             study.set_user_attr("compare_seed", seed)
             study.optimize(

@@ -28,6 +28,7 @@ from typing import Any
 
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS
 from optuna_spikenas.dataset_catalog import DATASET_NAMES, PATH_DATASETS
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.hardware.imc import HardwareProfileError, load_profile
 from optuna_spikenas.limits import (
     brief,
@@ -36,9 +37,9 @@ from optuna_spikenas.limits import (
     widest_architecture,
 )
 from optuna_spikenas.macros import MACROS
+from optuna_spikenas.sampler_catalog import SAMPLERS
 from optuna_spikenas.space import OPS, SearchSpace
 
-SAMPLERS = ("random", "tpe", "nsga2", "cellbycell", "evolution")
 PRUNERS = ("none", "median")
 TRAIN_OBJECTIVES = ("score+accuracy", "accuracy")
 HARDWARE_BUDGETS = ("area_mm2", "latency_ms", "energy_uj")
@@ -48,7 +49,7 @@ DEVICES = ("cpu", "cuda", "auto")
 MAX_SEED = 2**32 - 1  # Optuna's samplers (numpy RandomState) take seeds 0 .. 2**32 - 1
 
 
-class ConfigError(ValueError):
+class ConfigError(SpikeNASError):
     """A config value that cannot be used; the message names the key."""
 
 

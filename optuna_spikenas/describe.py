@@ -8,13 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, AutoSNNArchitecture, autosnn_parameters
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.hardware.imc import HardwareProfileError, imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.macros import get_macro
 from optuna_spikenas.space import Architecture
 
 
-class UsageError(ValueError):
+class UsageError(SpikeNASError):
     """A command-line value that cannot be used."""
 
 

@@ -40,6 +40,7 @@ from optuna_spikenas.architecture_file import (
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 from optuna_spikenas.config import Config
 from optuna_spikenas.dashboard import artifact_dir_for
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.export_folder import ExportFolderError, check_export_folder, record_export
 from optuna_spikenas.macros import Macro
 from optuna_spikenas.model_template import write_model_py
@@ -63,7 +64,7 @@ ARTIFACT_NAME = "architecture.json"
 NIR_INSTALL = "pip install 'optuna-spikenas[nir]'"
 
 
-class ExportError(ValueError):
+class ExportError(SpikeNASError):
     """The trial cannot be exported as asked; the message (one line) says why."""
 
 

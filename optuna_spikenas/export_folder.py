@@ -13,12 +13,13 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.paths import unwritable_folder
 
 RECORD = ".optuna-spikenas-export.json"
 
 
-class ExportFolderError(ValueError):
+class ExportFolderError(SpikeNASError):
     """A folder the export must not write into as asked; the message (one line) says why."""
 
 

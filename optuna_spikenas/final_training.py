@@ -28,7 +28,6 @@ Epochs: ``epochs`` or ``[train] epochs``; weights: ``weight_bits`` or ``[budget]
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import sys
@@ -38,7 +37,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -52,8 +50,10 @@ from optuna_spikenas.architecture_file import (
 )
 from optuna_spikenas.atomic_file import write_atomically
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
+from optuna_spikenas.checkpoint import load_checkpoint, save_checkpoint, tensors_sha256
 from optuna_spikenas.config import Config
 from optuna_spikenas.data import Dataset
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.hardware.imc import imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.macros import Macro
@@ -69,6 +69,7 @@ from optuna_spikenas.train import (
     epoch_batches,
     evaluate,
     make_optimizer,
+    recipe_of,
     restore_training_state,
     seeded_rng,
     train_epoch,
@@ -87,7 +88,7 @@ _CHECKPOINT_KEYS = {"format", "fingerprint", "epoch", "state", "history"}
 Log = Callable[[str], None]
 
 
-class TrainingError(ValueError):
+class TrainingError(SpikeNASError):
     """Final training cannot start or resume; the one-line message says why and what to do."""
 
 
@@ -132,25 +133,14 @@ def recipe(
     if not n:
         raise TrainingError("no epochs to train: give --epochs N or set [train] epochs")
     bits = config.budget.weight_bits if weight_bits is None else weight_bits
-    common: dict[str, Any] = dict(
-        epochs=n, max_train_batches=config.train.max_train_batches, timesteps=timesteps
-    )
-    train, supernet = config.train, config.supernet
+    supernet = config.supernet
     try:
         if kind == SNASNET_CELLS:
-            return TrainSettings(
-                **common,
-                batch_size=train.batch_size,
-                lr=train.lr,
-                min_lr=train.min_lr,
-                momentum=train.momentum,
-                weight_decay=train.weight_decay,
-                optimizer=train.optimizer,
-                weight_bits=bits,
-                loss="cross-entropy",
-            )
+            return recipe_of(config.train, epochs=n, timesteps=timesteps, weight_bits=bits)
         return TrainSettings(
-            **common,
+            epochs=n,
+            max_train_batches=config.train.max_train_batches,
+            timesteps=timesteps,
             batch_size=supernet.batch_size,
             lr=supernet.lr,
             min_lr=supernet.lr,  # constant, as AutoSNN's super-network training
@@ -202,11 +192,8 @@ def build(plan: Plan) -> nn.Module:
 
 def fingerprint(plan: Plan) -> dict[str, Any]:
     """What the trained weights and the history depend on; a checkpoint must match it."""
-    digest, ds = hashlib.sha256(), plan.dataset
-    for tensor in (ds.train.images, ds.train.labels, ds.val.images, ds.val.labels):
-        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.data)
+    ds = plan.dataset
+    digest = tensors_sha256((ds.train.images, ds.train.labels, ds.val.images, ds.val.labels))
     return {
         "format": CHECKPOINT_FORMAT,
         "search_space": plan.kind,
@@ -217,7 +204,7 @@ def fingerprint(plan: Plan) -> dict[str, Any]:
         "dataset": {
             "name": ds.name,
             "augmentation": plan.augmentation,
-            "sha256": digest.hexdigest(),
+            "sha256": digest,
         },
     }
 
@@ -227,7 +214,7 @@ def fingerprint(plan: Plan) -> dict[str, Any]:
 
 
 @dataclass
-class Run:
+class TrainingRun:
     """The mutable state of a run: network, optimizer, generators and history."""
 
     plan: Plan
@@ -238,7 +225,7 @@ class Run:
     fingerprint: dict[str, Any]
 
     @classmethod
-    def start(cls, plan: Plan) -> Run:
+    def start(cls, plan: Plan) -> TrainingRun:
         network = build(plan).to(plan.device)
         generators = {
             "shuffle": torch.Generator().manual_seed(plan.seed),
@@ -252,7 +239,7 @@ class Run:
         return data.augment_batch(images, self.plan.augmentation, self.generators["augment"])
 
 
-def write_checkpoint(path: Path, epoch: int, run: Run) -> None:
+def write_checkpoint(path: Path, epoch: int, run: TrainingRun) -> None:
     """Everything needed to continue after ``epoch`` completed epochs (``train.training_state``:
     weights, optimizer, generators, global RNG) with the fingerprint and the history."""
     payload = {
@@ -262,7 +249,7 @@ def write_checkpoint(path: Path, epoch: int, run: Run) -> None:
         "state": training_state(run.network, run.optimizer, run.generators, run.plan.device),
         "history": run.history,
     }
-    write_atomically(path, lambda f: torch.save(payload, f))
+    save_checkpoint(path, payload)
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -284,12 +271,9 @@ def _refusal(path: Path, reason: str) -> TrainingError:
 
 def read_checkpoint(path: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint at ``path``, checked against the fingerprint ``wanted``."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, garbage, a pickle that is not plain data, ...
-        raise _refusal(path, f"cannot be read ({type(err).__name__}: {err})") from None
-    if not isinstance(saved, dict) or set(saved) != _CHECKPOINT_KEYS:
-        raise _refusal(path, "is not a final-training checkpoint")
+    saved = load_checkpoint(
+        path, _CHECKPOINT_KEYS, lambda reason: _refusal(path, reason), "final-training"
+    )
     try:
         found = json.loads(saved["fingerprint"])
     except (TypeError, ValueError):
@@ -306,7 +290,7 @@ def read_checkpoint(path: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     return saved
 
 
-def restore(run: Run, saved: dict[str, Any], path: Path) -> None:
+def restore(run: TrainingRun, saved: dict[str, Any], path: Path) -> None:
     """Load a checked checkpoint into the run and the RNGs (call inside ``seeded_rng``)."""
     try:
         restore_training_state(
@@ -321,7 +305,7 @@ def restore(run: Run, saved: dict[str, Any], path: Path) -> None:
 # Training
 
 
-def run_epoch(run: Run, epoch: int, show_bar: bool) -> None:
+def run_epoch(run: TrainingRun, epoch: int, show_bar: bool) -> None:
     """Train epoch ``epoch`` (0-based), evaluate on the validation split, extend the history."""
     plan, settings = run.plan, run.plan.settings
     train = plan.dataset.train
@@ -372,7 +356,7 @@ def train_final(
     checkpoint = out / CHECKPOINT
     if fresh:
         checkpoint.unlink(missing_ok=True)
-    run = Run.start(plan)
+    run = TrainingRun.start(plan)
     saved = read_checkpoint(checkpoint, run.fingerprint) if checkpoint.exists() else None
     resumed = None if saved is None else saved["epoch"]
     if saved is None:
@@ -424,7 +408,7 @@ def float_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
     return {k.replace(suffix, ".weight"): v.detach().cpu() for k, v in network.state_dict().items()}
 
 
-def measure_test_split(run: Run) -> dict[str, Any]:
+def measure_test_split(run: TrainingRun) -> dict[str, Any]:
     """Test accuracy (and the float weights' with k-bit weights) and spikes per test image,
     counted during the test evaluation itself."""
     network, plan, bits = run.network, run.plan, run.plan.settings.weight_bits
@@ -454,7 +438,7 @@ def costs(plan: Plan, config: Config, parameters: int) -> dict[str, Any]:
     }
 
 
-def final_report(run: Run, config: Config, resumed: int | None) -> dict[str, Any]:
+def final_report(run: TrainingRun, config: Config, resumed: int | None) -> dict[str, Any]:
     """The contents of ``result.json`` (the network is evaluated on the test split here)."""
     plan, history = run.plan, run.history
     parameters = sum(p.numel() for p in run.network.parameters())

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from optuna_spikenas.errors import SpikeNASError
+
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover - numpy 1.x
@@ -84,7 +86,7 @@ _CIFAR_PIXELS = 3 * 32 * 32
 _TINY_SIZE = 64
 
 
-class DatasetError(ValueError):
+class DatasetError(SpikeNASError):
     """One clear line for the user: what is missing/wrong and what to do."""
 
 

@@ -19,21 +19,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import optuna
 import torch
 from torch.nn.utils import parametrize
 
+from optuna_spikenas.budgets import HARDWARE_COST, Budgets, Check
 from optuna_spikenas.config import Config, require_config
 from optuna_spikenas.data import batch_for_scoring
-from optuna_spikenas.hardware.imc import HardwareReport, imc_report, load_profile
-from optuna_spikenas.hardware.memory import MemoryReport, memory_report
+from optuna_spikenas.hardware.imc import load_profile
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights
-from optuna_spikenas.score import KernelKind, sahd_score
+from optuna_spikenas.score import KernelKind, kernel_score
 from optuna_spikenas.snn.network import build_network
-from optuna_spikenas.space import Architecture, invalid_reason, suggest_architecture
+from optuna_spikenas.space import Architecture, suggest_architecture
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
 from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.study_setup import (
@@ -46,35 +46,7 @@ from optuna_spikenas.study_setup import (
     study_dataset,
     study_macro,
 )
-from optuna_spikenas.train import TrainSettings, build_trainable, evaluate, train_network
-
-CONSTRAINTS = ("memory", "area", "latency", "energy")
-"""The budgets a study can have, in this order; each is a constraint of the same name."""
-
-_HARDWARE_COST = {"area": "area_mm2", "latency": "latency_ms", "energy": "energy_uj"}
-
-
-@dataclass(frozen=True)
-class Check:
-    """An architecture's validity and costs against the study's budgets, computed analytically.
-
-    ``excess[name]`` is ``(cost - budget) / budget`` for each budget the study has (feasible when
-    <= 0); an invalid architecture breaks every budget by 1.0."""
-
-    reason: str | None  # why it is invalid, or None
-    memory: MemoryReport | None
-    hardware: HardwareReport | None
-    budgets: dict[str, float]  # memory in bits, area in mm², latency in ms, energy in µJ
-    excess: dict[str, float]
-
-    @property
-    def broken(self) -> tuple[str, ...]:
-        """The budgets this architecture breaks, in ``CONSTRAINTS`` order."""
-        return tuple(name for name in CONSTRAINTS if self.excess.get(name, 0.0) > 0)
-
-    @property
-    def feasible(self) -> bool:
-        return self.reason is None and not self.broken
+from optuna_spikenas.train import build_trainable, evaluate, recipe_of, train_network
 
 
 class SpikeNASObjective:
@@ -91,6 +63,9 @@ class SpikeNASObjective:
         self.profile = load_profile(config.hardware.profile)
         self.dataset = study_dataset(config)
         self.macro = study_macro(config, self.dataset)
+        self.budgets = Budgets(
+            self.space, self.macro, self.profile, config.budget, config.score.timesteps
+        )
         self.device = resolve_device(device or config.score.device)
         self.log = log
         check_scoring_batches(config, self.dataset)
@@ -100,16 +75,9 @@ class SpikeNASObjective:
             )
             for r in range(config.score.repeats)
         ]
-        train = config.train
-        self.train_settings = TrainSettings(
-            epochs=max(train.epochs, 1),
-            batch_size=train.batch_size,
-            lr=train.lr,
-            min_lr=train.min_lr,
-            momentum=train.momentum,
-            weight_decay=train.weight_decay,
-            optimizer=train.optimizer,
-            max_train_batches=train.max_train_batches,
+        self.train_settings = recipe_of(
+            config.train,
+            epochs=max(config.train.epochs, 1),
             timesteps=config.score.timesteps,
             weight_bits=config.budget.weight_bits,
         )
@@ -156,34 +124,11 @@ class SpikeNASObjective:
 
     def check(self, arch: Architecture) -> Check:
         """Validity and costs of ``arch`` against the budgets (analytic: no network is built)."""
-        reason = invalid_reason(arch, self.space)
-        bits = self.config.budget.weight_bits
-        memory = hardware = None
-        try:
-            memory = memory_report(arch, self.macro, bits)
-            hardware = imc_report(arch, self.macro, self.profile, bits, self.config.score.timesteps)
-        except ValueError as err:  # images too small for this many cells
-            reason = reason or str(err)
-        budgets: dict[str, float] = {}
-        if self.config.budget.memory_bits is not None:
-            budgets["memory"] = self.config.budget.memory_bits
-        hardware_budgets = self.config.budget.hardware_budgets()
-        for name, key in _HARDWARE_COST.items():
-            if key in hardware_budgets:
-                budgets[name] = hardware_budgets[key]
-        excess = {}
-        for name, budget in budgets.items():
-            if reason is not None or memory is None or hardware is None:
-                excess[name] = 1.0
-            elif name == "memory":
-                excess[name] = (memory.memory_bits - budget) / budget
-            else:
-                excess[name] = (getattr(hardware, _HARDWARE_COST[name]) - budget) / budget
-        return Check(reason, memory, hardware, budgets, excess)
+        return self.budgets.check(arch)
 
     def fits_budget(self, arch: Architecture) -> bool:
         """True when ``arch`` is valid and within every budget (for samplers)."""
-        return self.check(arch).feasible
+        return self.budgets.fits(arch)
 
     def _record_constraints(self, trial: optuna.Trial, arch: Architecture) -> bool:
         """Set the constraints and their user attributes; True when the candidate is feasible."""
@@ -199,7 +144,7 @@ class SpikeNASObjective:
             trial.set_user_attr("weight_bits", check.memory.weight_bits)
         if check.hardware is not None:
             trial.set_user_attr("hardware_profile", self.profile.name)
-            for key in _HARDWARE_COST.values():
+            for key in HARDWARE_COST.values():
                 trial.set_user_attr(key, round(getattr(check.hardware, key), 6))
         units = {"memory": "bits", "area": "mm2", "latency": "ms", "energy": "uj"}
         for name, excess in check.excess.items():
@@ -222,7 +167,7 @@ class SpikeNASObjective:
     def score_network(self, network: torch.nn.Module, arch: Architecture) -> float:
         """The training-free score of ``network``, freshly built by ``build(arch)``."""
         kind: KernelKind = self.config.score.kind  # type: ignore[assignment]  # validated
-        value = sahd_score(network, self.batches, kind=kind)
+        value = kernel_score(network, self.batches, kind)
         if math.isnan(value):
             raise FloatingPointError(f"the score of {arch} is NaN")
         return value

@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.space import (
     BACKWARD,
     EDGES,
@@ -114,7 +113,7 @@ RESAMPLES = 2000
 ENUMERATE_LIMIT = 5000
 """Largest number of raw cells per op set that is enumerated to count its architectures."""
 
-Progress = Callable[[str], None]
+Log = Callable[[str], None]
 
 
 # --- sampling ------------------------------------------------------------------------------
@@ -460,10 +459,9 @@ class _CachedScorer:
 
 def _over_budget(objective: SpikeNASObjective, arch: Architecture) -> bool:
     """Memory (parameters x weight bits, analytic) above the config's budget."""
-    budget = objective.config.budget
-    if budget.memory_bits is None:
-        return False
-    return memory_report(arch, objective.macro, budget.weight_bits).memory_bits > budget.memory_bits
+    check = objective.budgets.check(arch)
+    limit = check.budgets.get("memory")
+    return limit is not None and check.memory is not None and check.memory.memory_bits > limit
 
 
 def _check_macro(objective: SpikeNASObjective) -> None:
@@ -480,7 +478,7 @@ def analyze_ops(
     samples: int = 40,
     seed: int = 0,
     train_settings: TrainSettings | None = None,
-    progress: Progress | None = None,
+    progress: Log | None = None,
     resamples: int = RESAMPLES,
 ) -> OpAnalysis:
     """Run the operation analysis (see the module docstring) with ``objective``'s space, macro,

@@ -43,6 +43,7 @@ __all__ = [
     "hamming_kernel",
     "log_abs_det",
     "sahd_kernel",
+    "kernel_score",
     "sahd_score",
 ]
 
@@ -188,10 +189,14 @@ class SpikeKernelRecorder:
         return self.kernel_sum / self.count
 
 
-def sahd_score(
-    network: nn.Module, batches: Sequence[torch.Tensor], kind: KernelKind = "sahd"
-) -> float:
-    """Training-free SAHD score: ``mean over batches of log|det(Σ K_layer / count)|``.
+def sahd_score(network: nn.Module, batches: Sequence[torch.Tensor]) -> float:
+    """SNASNet's training-free SAHD score (:func:`kernel_score` with :func:`sahd_kernel`)."""
+    return kernel_score(network, batches, "sahd")
+
+
+def kernel_score(network: nn.Module, batches: Sequence[torch.Tensor], kind: KernelKind) -> float:
+    """A training-free score: ``mean over batches of log|det(Σ K_layer / count)|``, the kernels
+    ``K`` of ``kind`` (``"sahd"``: SNASNet's SAHD, ``"hamming"``: plain Hamming similarity).
 
     ``network(images [B, C, H, W])`` must run all its timesteps internally (single-step neurons
     called once per timestep) and return ``[B, classes]``; ``batches`` are already on the

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import optuna
 
+from optuna_spikenas.errors import SpikeNASError
+
 OPS: tuple[str, ...] = ("zero", "skip", "conv1x1", "conv3x3", "avgpool3x3")
 """Operation names, indexed by their SNASNet code (0..4)."""
 
@@ -32,7 +34,7 @@ EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2
 FORWARD, BACKWARD = "forward", "backward"
 
 
-class SpaceError(ValueError):
+class SpaceError(SpikeNASError):
     """An architecture or a space setting that cannot be used; the message says why."""
 
 

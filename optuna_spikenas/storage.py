@@ -23,6 +23,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from optuna.trial import FrozenTrial
 
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.interrupts import deferred_signals
 
 STORAGE_CLASSES = ("RDBStorage", "JournalFileBackend", "JournalRedisBackend")
@@ -35,7 +36,7 @@ CLAIM_KEYS = ("cellbycell:params", "evolution:params")
 (``PARAMS_KEY`` of ``samplers/cellbycell.py`` and ``samplers/evolution.py``)."""
 
 
-class StorageError(ValueError):
+class StorageError(SpikeNASError):
     """The storage or study cannot be opened; the message says what to do."""
 
 
@@ -348,6 +349,13 @@ def load_study(
             f"`optuna create-study --storage {redact(url)} --study-name {study_name} "
             "--direction maximize`"
         ) from None
+
+
+def stop_optimize(study: optuna.Study) -> None:
+    """End the ``study.optimize`` loop after the current trial (Optuna's ``Study.stop``); a
+    no-op outside the loop (``ask``/``tell`` users), where Optuna refuses to stop."""
+    with contextlib.suppress(RuntimeError):
+        study.stop()
 
 
 def beat_while_sampling(study: optuna.Study, trial_id: int) -> None:

@@ -43,12 +43,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from optuna_spikenas.atomic_file import write_atomically
 from optuna_spikenas.autosnn_space import (
     AUTOSNN_MACROS,
     BLOCKS,
@@ -56,7 +54,9 @@ from optuna_spikenas.autosnn_space import (
     AutoSNNArchitecture,
     AutoSNNMacro,
 )
+from optuna_spikenas.checkpoint import load_checkpoint, save_checkpoint, tensors_sha256
 from optuna_spikenas.data import Dataset, Split, augment_batch
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.paths import unwritable_folder
 from optuna_spikenas.snn.autosnn import SuperNetwork, path_name
 from optuna_spikenas.spikes import Activity, ActivityCounter
@@ -68,7 +68,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_LAMBDA",
     "PathResult",
-    "Progress",
+    "Log",
     "SuperNetCheckpointError",
     "SuperNetSettings",
     "checkpoint_path",
@@ -86,7 +86,7 @@ CHECKPOINT_FORMAT = 1
 DEFAULT_LAMBDA = -0.08  # AutoSNN's spike exponent on CIFAR10
 
 #: ``progress(line)``: one human-readable line (per epoch, or about the checkpoint).
-Progress = Callable[[str], None]
+Log = Callable[[str], None]
 
 
 def _is_int(value: object) -> bool:
@@ -144,7 +144,7 @@ class SuperNetSettings:
         return settings
 
 
-class SuperNetCheckpointError(ValueError):
+class SuperNetCheckpointError(SpikeNASError):
     """A super-network checkpoint that cannot be used; the one-line message names the file."""
 
 
@@ -215,7 +215,7 @@ def sample_path(generator: torch.Generator) -> AutoSNNArchitecture:
 
 
 def train_supernet(
-    dataset: Dataset, settings: SuperNetSettings, progress: Progress | None = None
+    dataset: Dataset, settings: SuperNetSettings, progress: Log | None = None
 ) -> SuperNetwork:
     """Train a super-network on the search's train part (:func:`split_for_search`), one
     uniformly sampled path per step, and call ``progress`` with one line per epoch. The
@@ -271,16 +271,6 @@ def train_supernet(
 # Checkpoints
 
 
-def _fingerprint(dataset: Dataset) -> str:
-    """sha256 of the train split's images and labels, with their shapes and dtypes."""
-    digest = hashlib.sha256()
-    for tensor in (dataset.train.images, dataset.train.labels):
-        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
-
-
 def _meta(dataset: Dataset, settings: SuperNetSettings) -> str:
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -288,7 +278,7 @@ def _meta(dataset: Dataset, settings: SuperNetSettings) -> str:
         "macro": asdict(supernet_macro(dataset, settings)),
         "dataset": dataset.name,
         "augmentation": dataset.augmentation,
-        "train_sha256": _fingerprint(dataset),
+        "train_sha256": tensors_sha256((dataset.train.images, dataset.train.labels)),
     }
     return json.dumps(meta, sort_keys=True)
 
@@ -306,22 +296,17 @@ def _load(path: Path, dataset: Dataset, settings: SuperNetSettings) -> SuperNetw
     def fail(reason: str) -> SuperNetCheckpointError:
         reason = " ".join(reason.split())[:200]
         return SuperNetCheckpointError(
-            f"super-network checkpoint {path} is unusable ({reason}); delete it to retrain"
+            f"super-network checkpoint {path} is unusable: it {reason}; delete it to retrain"
         )
 
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, garbage, a pickle that is not plain data, ...
-        raise fail(f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(payload, dict) or set(payload) != {"state_dict", "meta"}:
-        raise fail("not a super-network checkpoint")
+    payload = load_checkpoint(path, {"state_dict", "meta"}, fail, "super-network")
     if payload["meta"] != _meta(dataset, settings):
-        raise fail("it was saved for other settings or data")
+        raise fail("was saved for other settings or data")
     supernet = SuperNetwork(supernet_macro(dataset, settings))
     try:
         supernet.load_state_dict(payload["state_dict"])
     except Exception as exc:
-        raise fail(f"{type(exc).__name__}: {exc}") from exc
+        raise fail(f"does not fit ({type(exc).__name__}: {exc})") from exc
     return supernet.eval()
 
 
@@ -329,7 +314,7 @@ def load_or_train_supernet(
     dataset: Dataset,
     settings: SuperNetSettings,
     checkpoint_dir: str | Path,
-    progress: Progress | None = None,
+    progress: Log | None = None,
 ) -> SuperNetwork:
     """The super-network of these settings and data: read from ``checkpoint_dir`` if it was
     trained before, else trained (:func:`train_supernet`) and saved there. Raises
@@ -346,7 +331,7 @@ def load_or_train_supernet(
     supernet = train_supernet(dataset, settings, progress)
     state = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
     payload = {"state_dict": state, "meta": _meta(dataset, settings)}
-    write_atomically(path, lambda f: torch.save(payload, f))
+    save_checkpoint(path, payload)
     if progress is not None:
         progress(f"saved super-network checkpoint {path}")
     return supernet

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from optuna_spikenas.config import OPTIMIZERS
+from optuna_spikenas.config import OPTIMIZERS, TrainConfig
 from optuna_spikenas.data import Dataset, Split
 from optuna_spikenas.macros import Macro
 from optuna_spikenas.quantize import quantize_weights
@@ -49,7 +49,7 @@ __all__ = [
     "OPTIMIZERS",
     "Augment",
     "EpochCallback",
-    "Progress",
+    "BatchBar",
     "TrainResult",
     "TrainSettings",
     "batch_loss",
@@ -76,7 +76,7 @@ EpochCallback = Callable[[int, float, float], None]
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
 #: ``progress(batch_indices)``: wraps the batch loop of an epoch (e.g. a ``tqdm`` bar).
-Progress = Callable[[range], Iterable[int]]
+BatchBar = Callable[[range], Iterable[int]]
 
 
 def _is_int(value: object) -> bool:
@@ -123,6 +123,25 @@ class TrainSettings:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not _is_real(self.weight_decay) or not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+
+
+def recipe_of(
+    train: TrainConfig, *, epochs: int, timesteps: int, weight_bits: int
+) -> TrainSettings:
+    """The ``[train]`` recipe of a config as training settings (SNASNet's cells): the one
+    conversion the objective's training and ``optuna-spikenas train`` share."""
+    return TrainSettings(
+        epochs=epochs,
+        batch_size=train.batch_size,
+        lr=train.lr,
+        min_lr=train.min_lr,
+        momentum=train.momentum,
+        weight_decay=train.weight_decay,
+        optimizer=train.optimizer,
+        max_train_batches=train.max_train_batches,
+        timesteps=timesteps,
+        weight_bits=weight_bits,
+    )
 
 
 def _is_real(value: object) -> bool:
@@ -238,7 +257,7 @@ def train_epoch(
     total_steps: int,
     device: str | torch.device = "cpu",
     augment: Augment | None = None,
-    progress: Progress | None = None,
+    progress: BatchBar | None = None,
 ) -> float:
     """One epoch of training in place on ``split`` in the order ``order`` (a permutation of its
     indices), steps ``first_step`` onwards of a cosine schedule over ``total_steps``; returns

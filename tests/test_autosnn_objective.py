@@ -40,7 +40,7 @@ def objective(tmp_path_factory, one_thread):
 
 def test_every_trial_carries_accuracy_spikes_and_fitness(objective):
     study = optuna.create_study(direction="maximize")
-    study.sampler = make_sampler("evolution", 0, objective)
+    study.sampler = make_sampler("evolution", 0)
     assert isinstance(study.sampler, EvolutionarySampler)
     study.optimize(objective, n_trials=6)
     assert len(study.trials) == 6

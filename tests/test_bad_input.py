@@ -900,7 +900,7 @@ def test_row_score_nan(ws, capfd, monkeypatch):
     the reason in ``score_error``, and the search goes on to its last trial."""
     from optuna_spikenas import objective
 
-    monkeypatch.setattr(objective, "sahd_score", lambda *args, **kwargs: math.nan)
+    monkeypatch.setattr(objective, "kernel_score", lambda *args, **kwargs: math.nan)
     assert main(ws.optimize("--quiet", "--no-artifacts")) == 0
     out, err = capfd.readouterr()
     assert "no architecture within the budget got a finite score" in out
@@ -1325,7 +1325,9 @@ def test_row_api_cellbycell_contradicts_objective(ws):
     ):
         assert words in message
     agreeing = optuna.create_study(
-        direction="maximize", sampler=make_sampler("cellbycell", 0, objective)
+        direction="maximize", sampler=make_sampler(
+            "cellbycell", 0, space=objective.space, fits_budget=objective.fits_budget
+        )
     )
     agreeing.optimize(objective, n_trials=1)
     assert agreeing.trials[0].state == TrialState.COMPLETE

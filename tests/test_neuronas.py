@@ -103,7 +103,13 @@ def test_cell_by_cell_search_under_four_budgets_ends_within_every_budget():
     cfg = config(budgets, search={"sampler": "cellbycell"}, cells=(2, 3))
     objective = SpikeNASObjective(cfg)
     study = optuna.create_study(direction="maximize")
-    study.sampler = make_sampler("cellbycell", 0, objective)
+    study.sampler = make_sampler(
+        "cellbycell",
+        0,
+        space=objective.space,
+        ops=objective.config.search.ops,
+        fits_budget=objective.fits_budget,
+    )
     study.optimize(objective, n_trials=500)
     sampler = study.sampler
     assert isinstance(sampler, CellByCellSampler) and sampler.state(study).complete

@@ -234,7 +234,13 @@ def cell_by_cell(tmp_path_factory, one_thread) -> tuple[Path, object]:
     config = tmp_path_factory.mktemp("cellbycell") / "cellbycell.toml"
     config.write_text(CELL_BY_CELL)
     objective = SpikeNASObjective(load_config(config))
-    return config, make_sampler("cellbycell", 2, objective)
+    return config, make_sampler(
+        "cellbycell",
+        2,
+        space=objective.space,
+        ops=objective.config.search.ops,
+        fits_budget=objective.fits_budget,
+    )
 
 
 def grown(sampler, url: str, study: str) -> tuple[str, float, str]:

@@ -16,6 +16,8 @@ MAX_LINES = 400
 
 CORE = (
     "optuna_spikenas.config",
+    "optuna_spikenas.budgets",
+    "optuna_spikenas.sampler_catalog",
     "optuna_spikenas.space",
     "optuna_spikenas.autosnn_space",
     "optuna_spikenas.macros",
@@ -141,15 +143,36 @@ def test_registries_agree():
     """The names the config accepts are the ones the code implements: proxies (``score.py``'s
     kernels), samplers (each builds and is described), hardware profiles (the folder)."""
     from optuna_spikenas import score
-    from optuna_spikenas.config import SAMPLERS, SCORE_KINDS
+    from optuna_spikenas.config import SCORE_KINDS
     from optuna_spikenas.hardware.imc import PROFILES, load_profile
+    from optuna_spikenas.sampler_catalog import SAMPLERS
     from optuna_spikenas.samplers import make_sampler, sampler_settings
 
     assert set(SCORE_KINDS) == set(score._KERNELS)
+    from optuna_spikenas.space import SearchSpace
+
     for name in SAMPLERS:
-        if name != "cellbycell":  # needs an objective's space and budget
-            assert make_sampler(name, 0) is not None
+        assert make_sampler(name, 0, space=SearchSpace()) is not None
         assert sampler_settings(name) != name
     files = sorted(p.stem for p in (PACKAGE / "hardware" / "profiles").glob("*.toml"))
     assert list(PROFILES) == files
     assert all(load_profile(name).name for name in PROFILES)
+
+
+def test_every_user_error_is_a_spikenas_error():
+    """The CLI's one-line errors share one base class: a new error kind cannot slip past it."""
+    import importlib
+    import inspect
+
+    from optuna_spikenas.errors import SpikeNASError
+
+    kinds = []
+    for name in sorted(package_imports()):
+        if name.endswith("__main__"):  # running it is the command line
+            continue
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == name and issubclass(cls, ValueError):
+                kinds.append(cls)
+    assert len(kinds) >= 12
+    assert [k.__name__ for k in kinds if not issubclass(k, SpikeNASError)] == []

@@ -80,6 +80,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.macros import Macro
 from optuna_spikenas.space import CONV1X1, CONV3X3, OPS, Architecture
 
@@ -98,7 +99,7 @@ ROWS_PER_READ_UNIT = 8
 KERNEL = {CONV1X1: 1, CONV3X3: 3}
 
 
-class HardwareProfileError(ValueError):
+class HardwareProfileError(SpikeNASError):
     """A hardware profile that cannot be loaded; the message names the file and the key."""
 
 

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import optuna
 
-from optuna_spikenas.config import SAMPLERS, ConfigError
+from optuna_spikenas.config import ConfigError
+from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG, SAMPLERS
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.samplers.evolution import AUTOSNN_SEARCH_SPACE, EvolutionarySampler
+from optuna_spikenas.space import Architecture, SearchSpace
 
 __all__ = ["CellByCellSampler", "EvolutionarySampler", "make_sampler", "sampler_settings"]
 
 
-def make_sampler(name: str, seed: int, objective=None) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str,
+    seed: int,
+    *,
+    space: SearchSpace | None = None,
+    ops: Sequence[str] = ("skip", "conv3x3"),
+    fits_budget: Callable[[Architecture], bool] | None = None,
+) -> optuna.samplers.BaseSampler:
     """Optuna's samplers with their settings named, not left to Optuna's defaults, and ours.
 
-    ``objective`` (a SpikeNAS or AutoSNN objective) tells our samplers the space and budget.
+    ``space`` is the SNASNet cell space searched (None: AutoSNN's five blocks, for
+    ``evolution``); the cell-by-cell search also takes its pruned op set ``ops`` and the study's
+    budget check ``fits_budget`` (analytic, e.g. ``SpikeNASObjective.fits_budget``).
     """
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -27,28 +40,19 @@ def make_sampler(name: str, seed: int, objective=None) -> optuna.samplers.BaseSa
             seed=seed, population_size=20, mutation_prob=None, crossover_prob=0.9
         )
     if name == "evolution":  # AutoSNN's evolution, on AutoSNN's blocks or SNASNet's cells
-        if objective is None or objective.config.is_autosnn:
+        if space is None:
             return EvolutionarySampler(AUTOSNN_SEARCH_SPACE, seed=seed)
-        return EvolutionarySampler.for_cell_space(objective.space, seed=seed)
+        return EvolutionarySampler.for_cell_space(space, seed=seed)
     if name == "cellbycell":
-        space = objective.space
+        if space is None:
+            raise ConfigError("sampler 'cellbycell' grows SNASNet cells: give it the cell space")
         return CellByCellSampler(
-            ops=objective.config.search.ops,
-            max_cells=space.max_cells,
-            width=space.widths[0],
-            fits_budget=objective.fits_budget,
+            ops=ops, max_cells=space.max_cells, width=space.widths[0], fits_budget=fits_budget
         )
     raise ConfigError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
 def sampler_settings(name: str) -> str:
     """The settings :func:`make_sampler` gives ``name``, in words (for reports)."""
-    return {
-        "random": "RandomSampler, uniform over the full op set",
-        "tpe": "TPESampler(n_startup_trials=10, multivariate=False, constant_liar=False)",
-        "nsga2": "NSGAIISampler(population_size=20, crossover_prob=0.9, mutation 1/params)",
-        "evolution": "EvolutionarySampler (AutoSNN): population 20, 10 parents, 10 children "
-        "by crossover + mutation, 20 generations",
-        "cellbycell": "CellByCellSampler (SpikeNAS): pruned ops, one cell at a time under "
-        "the budget",
-    }.get(name, name)
+    info = SAMPLER_CATALOG.get(name)
+    return name if info is None else info.settings

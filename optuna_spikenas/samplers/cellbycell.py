@@ -42,7 +42,7 @@ from optuna_spikenas.space import (
     distinct_cells,
     op_code,
 )
-from optuna_spikenas.storage import beat_while_sampling
+from optuna_spikenas.storage import beat_while_sampling, stop_optimize
 
 _logger = logging.getLogger(__name__)
 
@@ -337,8 +337,8 @@ class CellByCellSampler(BaseSampler):
         finishing = copy.copy(trial)
         finishing.state = state
         finishing.values = values
-        if self.state(study, finishing).complete and study._thread_local.in_optimize_loop:
-            study.stop()
+        if self.state(study, finishing).complete:
+            stop_optimize(study)
 
 
 # --- reading attempts from the trials --------------------------------------------------------

@@ -25,10 +25,18 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_spikenas import space as snn
 from optuna_spikenas.autosnn_space import BLOCKS, PARAM_NAMES
 from optuna_spikenas.recovery import WORKER_KEY, mark_worker
-from optuna_spikenas.storage import beat_while_sampling
+from optuna_spikenas.space import (
+    BACKWARD,
+    EDGES,
+    FORWARD,
+    OPS,
+    SearchSpace,
+    direction_param,
+    edge_param,
+)
+from optuna_spikenas.storage import beat_while_sampling, stop_optimize
 
 Choice = str | int | float | bool | None
 Genome = tuple[int, ...]  # the index of each parameter's choice, in search-space order
@@ -47,7 +55,7 @@ ENQUEUED = "enqueued"  # a trial with fixed params (enqueue_trial): takes a plac
 IDLE, EXHAUSTED = "idle", "exhausted"  # no place or no candidate left: pruned, the worker stops
 
 
-def cell_search_space(space: snn.SearchSpace) -> dict[str, tuple[Choice, ...]]:
+def cell_search_space(space: SearchSpace) -> dict[str, tuple[Choice, ...]]:
     """The parameters ``suggest_architecture(trial, space)`` suggests, with their choices, in
     its order (every cell up to ``space.max_cells``)."""
     params: dict[str, tuple[Choice, ...]] = {}
@@ -56,10 +64,10 @@ def cell_search_space(space: snn.SearchSpace) -> dict[str, tuple[Choice, ...]]:
     if len(space.widths) > 1:
         params["width"] = tuple(space.widths)
     for cell in range(1, 2 if space.shared_cell else space.max_cells + 1):
-        for edge in snn.EDGES:
-            params[snn.edge_param(cell, edge)] = snn.OPS
+        for edge in EDGES:
+            params[edge_param(cell, edge)] = OPS
             if space.backward:
-                params[snn.direction_param(cell, edge)] = (snn.FORWARD, snn.BACKWARD)
+                params[direction_param(cell, edge)] = (FORWARD, BACKWARD)
     return params
 
 
@@ -152,7 +160,7 @@ class EvolutionarySampler(BaseSampler):
         self._fallback = RandomSampler(seed)
 
     @classmethod
-    def for_cell_space(cls, space: snn.SearchSpace, **kwargs: Any) -> EvolutionarySampler:
+    def for_cell_space(cls, space: SearchSpace, **kwargs: Any) -> EvolutionarySampler:
         """A sampler over the parameters that ``suggest_architecture(trial, space)`` asks for."""
         return cls(cell_search_space(space), **kwargs)
 
@@ -326,8 +334,8 @@ class EvolutionarySampler(BaseSampler):
                 break
             self._record(study, trial, Proposal(None, proposal.origin))  # withdraw, retry
             time.sleep(rng.uniform(0, self.retry_delay))
-        if proposal.origin in (IDLE, EXHAUSTED) and study._thread_local.in_optimize_loop:
-            study.stop()
+        if proposal.origin in (IDLE, EXHAUSTED):
+            stop_optimize(study)
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
@@ -373,8 +381,7 @@ class EvolutionarySampler(BaseSampler):
         finishing.state, finishing.values = state, values
         trials = [finishing if t.number == trial.number else t for t in _all_trials(study)]
         if self._is_done(trials) or len(self._seen(trials)) >= self.size:
-            if study._thread_local.in_optimize_loop:
-                study.stop()
+            stop_optimize(study)
 
 
 def _all_trials(study: Study) -> list[FrozenTrial]:

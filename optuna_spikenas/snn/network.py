@@ -1,19 +1,10 @@
 """Macro networks around searched cells: SNASNet's (CIFAR10, CIFAR100, TinyImageNet) and ``light``.
 
-Read top to bottom: a ``Macro`` (``macros.py``) says how cells are stacked and what the head is;
-``SpikingNetwork``
-runs it for T timesteps and averages the output over time. Static images ``[B, C, H, W]`` are
-direct-encoded (the stem's output is fed identically at every step); event frames
-``[B, T, C, H, W]`` feed frame t, through the stem, at step t (see ``encode_steps``).
-
-Layout, for cells 1..N with widths C, 2C, 4C, ...:
-    stem conv3x3(in -> C, stride s) + BN          (no neuron; once, or once per event frame)
-    cell 1 (C)
-    [BN -> LIF -> conv3x3(C_k -> 2 C_k) -> BN -> avgpool 2  -> cell k+1 (2 C_k)]  for k < N
-    head:
-      "snasnet": BN -> LIF -> avgpool p -> dropout 0.5 -> linear(-> hidden, no bias) -> LIF
-                 -> linear(hidden -> voters * classes) -> voting (mean over groups of voters)
-      "gap":     BN -> LIF -> global average pool -> linear(-> classes)
+Read top to bottom: a ``Macro`` (``macros.py``, where the layout of stem, cells, reductions and
+head is drawn) says how cells are stacked and what the head is; ``SpikingNetwork`` runs it for T
+timesteps and averages the output over time. Static images ``[B, C, H, W]`` are direct-encoded
+(the stem's output is fed identically at every step); event frames ``[B, T, C, H, W]`` feed frame
+t, through the stem, at step t (see ``encode_steps``).
 """
 
 from __future__ import annotations
