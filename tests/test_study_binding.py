@@ -169,6 +169,7 @@ def test_a_worker_that_lost_the_race_fails_its_trial_and_says_so_in_one_line(
     # Another worker, with other settings, binds the study between this run's check and its
     # first trial: the trial fails before writing a value, and the command ends in one line.
     from optuna_spikenas import cli
+    from optuna_spikenas.cli import commands
 
     url = f"sqlite:///{tmp_path / 'race.db'}"
     study = optuna.create_study(storage=url, study_name="s", direction="maximize")
@@ -185,7 +186,7 @@ def test_a_worker_that_lost_the_race_fails_its_trial_and_says_so_in_one_line(
         trial.set_user_attr(FINGERPRINT_ATTR, print_of(other))
         return mine
 
-    monkeypatch.setattr(cli, "bind_study", bound_by_the_other_worker)
+    monkeypatch.setattr(commands, "bind_study", bound_by_the_other_worker)
     argv = ["optimize", "--storage", url, "--study-name", "s", "--config", str(path)]
     capsys.readouterr()
     assert cli.main([*argv, "--quiet", "--no-artifacts"]) == 2
