@@ -4,8 +4,10 @@ RDB storages have a heartbeat: a dead worker's trial goes stale and is failed (a
 the next worker (``storage.py``). Journal storages have none, so a worker killed by SIGKILL, a
 machine lost or a power cut would leave its trial RUNNING forever, and the cell-by-cell sampler
 would wait for it. Every trial therefore records its worker (host, process id and the process's
-start time, so that a reused pid is not taken for the same process) as soon as it exists:
-our samplers record it in ``before_trial``, the objectives when they start. ``optuna-spikenas
+start time, so that a reused pid is not taken for the same process) as soon as it exists: the
+journal storage writes it with the new trial (``storage.WorkerRecordingJournalStorage``), our
+samplers in ``before_trial`` and the objectives when they start (a retry taken up by another
+worker, or a trial made outside this package). ``optuna-spikenas
 recover`` fails the RUNNING trials whose worker ran on this host and is gone; trials of other
 hosts, or with no record, only with ``--all`` (when no worker of the study runs anywhere).
 """

@@ -21,10 +21,11 @@ import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.interrupts import deferred_signals
+from optuna_spikenas.recovery import WORKER_KEY, this_worker
 
 STORAGE_CLASSES = ("RDBStorage", "JournalFileBackend", "JournalRedisBackend")
 DEFAULT_RETRIES = 1
@@ -226,7 +227,7 @@ def open_journal(path: str, writes: bool) -> JournalStorage:
             "Optuna would join the next record to it and damage the file; back it up and remove "
             f"the incomplete last line (`sed -i '$d' {path}`), then run again"
         )
-    storage = JournalStorage(SignalSafeJournalFileBackend(path))
+    storage = WorkerRecordingJournalStorage(SignalSafeJournalFileBackend(path))
     try:
         storage.get_all_studies()
     except Exception as err:  # garbage, binary, a damaged record
@@ -235,6 +236,18 @@ def open_journal(path: str, writes: bool) -> JournalStorage:
             "nothing was written to it"
         ) from None
     return storage
+
+
+class WorkerRecordingJournalStorage(JournalStorage):
+    """A journal storage whose every new trial records its worker at once (``recovery.py``):
+    journals have no heartbeat, and ``optuna-spikenas recover`` tells a dead worker's RUNNING
+    trial by this record, so it is written in the same breath as the trial."""
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self.set_trial_system_attr(trial_id, WORKER_KEY, this_worker())
+        return trial_id
 
 
 class SignalSafeJournalFileBackend(JournalFileBackend):

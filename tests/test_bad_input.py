@@ -1097,10 +1097,15 @@ def test_row_journal_worker_killed(ws, capsys):
     """A journal worker killed by SIGKILL leaves its trial RUNNING (journals have no
     heartbeat); `recover` fails it, since its process is gone, and leaves alone a RUNNING
     trial whose worker runs elsewhere unless told --all."""
+    from optuna_spikenas.recovery import WORKER_KEY
+
     journal = journal_study(ws)
     process = started_search(ws, journal, "--no-artifacts")
     try:
         wait_for_trials(journal, process, 3)
+        process.send_signal(signal.SIGSTOP)  # between two writes, as a kill finds it
+        running = opened(journal).get_trials(states=(TrialState.RUNNING,))
+        assert all(WORKER_KEY in t.system_attrs for t in running), running  # recorded at once
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
     finally:
@@ -1108,8 +1113,6 @@ def test_row_journal_worker_killed(ws, capsys):
     assert trial_states(journal).count(TrialState.RUNNING) == 1
     study = opened(journal)
     other = study.ask()  # a trial another host's worker runs
-    from optuna_spikenas.recovery import WORKER_KEY
-
     study._storage.set_trial_system_attr(other._trial_id, WORKER_KEY, "elsewhere:12:34")
     capsys.readouterr()
     assert main(["recover", "--storage", journal, "--study-name", STUDY]) == 0
