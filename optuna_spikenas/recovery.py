@@ -7,9 +7,9 @@ would wait for it. Every trial therefore records its worker (host, process id an
 start time, so that a reused pid is not taken for the same process) as soon as it exists: the
 journal storage writes it with the new trial (``storage.WorkerRecordingJournalStorage``), our
 samplers in ``before_trial`` and the objectives when they start (a retry taken up by another
-worker, or a trial made outside this package). ``optuna-spikenas
-recover`` fails the RUNNING trials whose worker ran on this host and is gone; trials of other
-hosts, or with no record, only with ``--all`` (when no worker of the study runs anywhere).
+worker, or a trial made outside this package). ``optuna-spikenas recover`` fails the RUNNING
+trials whose worker ran on this host and is gone; trials of other hosts, or with no record, only
+with ``--all`` (when no worker of the study runs anywhere).
 """
 
 from __future__ import annotations
