@@ -118,9 +118,18 @@ def open_storage(
 SQLITE_HEADER = b"SQLite format 3\x00"
 OPTUNA_TABLES = ("studies", "trials", "version_info")
 """Tables every Optuna RDB storage has; a database with tables but not these is not Optuna's."""
-SQLITE_BUSY_SECONDS = float(os.environ.get("SPIKENAS_SQLITE_BUSY_SECONDS", 60))
+def _busy_seconds(default: float = 60.0) -> float:
+    try:
+        seconds = float(os.environ.get("SPIKENAS_SQLITE_BUSY_SECONDS", default))
+    except ValueError:
+        return default
+    return seconds if 0 < seconds < 86400 else default
+
+
+SQLITE_BUSY_SECONDS = _busy_seconds()
 """How long a write waits for a database another process has locked (SQLite retries with growing
-pauses) before the command stops with one line; the environment variable sets it for tests."""
+pauses) before the command stops with one line; ``SPIKENAS_SQLITE_BUSY_SECONDS`` sets it (for
+tests; a value that is not a number of seconds up to a day is ignored)."""
 
 
 def check_sqlite_file(url: str, create: bool, writes: bool) -> None:
