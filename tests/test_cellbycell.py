@@ -272,3 +272,45 @@ def test_a_slot_with_a_retry_still_pending_is_not_settled():
     assert not _is_settled([*failures, running])
     assert _is_settled([*failures, running, complete])  # a result settles it at once
     assert not _is_settled([fail])
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # stale-trial check
+def test_a_trial_that_adopted_an_orphan_yields_to_its_retry_taken_up_meanwhile():
+    """The stale-trial race: worker A adopts a dead trial's slot as an orphan while worker B
+    takes up Optuna's WAITING retry of it. B cannot see A's claim yet, so A reads back after
+    claiming, finds the running retry and claims again: the candidate is scored once."""
+    import copy
+    import threading
+
+    from optuna.trial import TrialState
+
+    from optuna_spikenas.samplers.cellbycell import PARAMS_KEY
+
+    sampler = CellByCellSampler(ops=("conv3x3",), max_cells=2, width=4, poll_seconds=0.05)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dead = study.ask()  # slot 0: the phase's only candidate
+    study.tell(dead, state=TrialState.FAIL)
+    frozen = study.trials[0]
+    retry = copy.deepcopy(frozen)  # as Optuna's retry callback makes it, taken up by B
+    retry.state = TrialState.RUNNING
+    retry.system_attrs = {**frozen.system_attrs, "failed_trial": frozen.number}
+    storage = study._storage
+    retry_id = storage.create_new_trial(study._study_id, template_trial=retry)
+    adopt, calls = sampler._orphan_slot, []
+
+    def adopt_as_read_before_b_took_the_retry_up(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            return adopt(*args)
+        # A's first read saw the retry still WAITING: slot 0 looked orphaned. B finishes the
+        # retry a moment later.
+        threading.Timer(
+            0.3, storage.set_trial_state_values, (retry_id, TrialState.COMPLETE, [1.0])
+        ).start()
+        return 0
+
+    sampler._orphan_slot = adopt_as_read_before_b_took_the_retry_up
+    a = study.ask()
+    attrs = study._storage.get_trial_system_attrs(a._trial_id)
+    assert attrs[SLOT_KEY] == -1  # not slot 0: the retry scored it; A re-proposes the result
+    assert attrs[PARAMS_KEY] == frozen.system_attrs[PARAMS_KEY]  # the grown network, a duplicate

@@ -239,10 +239,29 @@ class CellByCellSampler(BaseSampler):
                 "CellByCellSampler needs a study of its own, and proposes every candidate "
                 "itself: do not enqueue trials or mix samplers in its study"
             )
-        slot, arch = self._claim(study, trial)
-        params: dict[str, Any] = architecture_params(arch, self.space) if arch is not None else {}
-        study._storage.set_trial_system_attr(trial._trial_id, SLOT_KEY, slot)
-        study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
+        while True:
+            slot, arch = self._claim(study, trial)
+            params: dict[str, Any] = {}
+            if arch is not None:
+                params = architecture_params(arch, self.space)
+            study._storage.set_trial_system_attr(trial._trial_id, SLOT_KEY, slot)
+            study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
+            # Read back: a retry of an orphaned slot taken up by another worker while this trial
+            # adopted the slot holds it (it cannot have seen this claim yet); claim again.
+            if slot < 0 or slot == trial.number or not self._retry_holds(study, trial.number, slot):
+                return
+
+    def _retry_holds(self, study: Study, own_number: int, slot: int) -> bool:
+        """True when a running retry (Optuna's) of another trial works on ``slot``."""
+        trials = study.get_trials(deepcopy=False)
+        by_number = {t.number: t for t in trials}
+        return any(
+            t.number != own_number
+            and t.state == TrialState.RUNNING
+            and "failed_trial" in t.system_attrs
+            and _slot_of(t, by_number) == slot
+            for t in trials
+        )
 
     def _claim(self, study: Study, trial: FrozenTrial) -> tuple[int, Architecture | None]:
         """The slot this trial works on and its architecture, waiting while the phase that
