@@ -73,6 +73,7 @@ from optuna_spikenas import score as score_module  # noqa: E402
 from optuna_spikenas.config import load_config  # noqa: E402
 from optuna_spikenas.macros import Macro, get_macro  # noqa: E402
 from optuna_spikenas.objective import SpikeNASObjective  # noqa: E402
+from optuna_spikenas.proxy_catalog import PROXIES  # noqa: E402
 from optuna_spikenas.score import kernel_score  # noqa: E402
 from optuna_spikenas.snn.network import build_network  # noqa: E402
 from optuna_spikenas.space import EDGES, OPS, Architecture, Cell  # noqa: E402
@@ -161,9 +162,10 @@ def timed_score_parts(sync: Callable[[], None]) -> Iterator[dict[str, float] | N
     Yields ``{"kernel": s, "logdet": s, "pairs": n}`` (filled in by the calls), or None when
     ``optuna_spikenas.score`` no longer has the names this relies on.
     """
-    kernels = getattr(score_module, "_KERNELS", None)
+    names = [spec.partition(":")[2] for spec in PROXIES.values()]
+    kernels = {name: getattr(score_module, name, None) for name in names}
     logdet = getattr(score_module, "log_abs_det", None)
-    if not isinstance(kernels, dict) or logdet is None:
+    if any(fn is None for fn in kernels.values()) or logdet is None:
         yield None
         return
     totals = {"kernel": 0.0, "logdet": 0.0, "pairs": 0.0}
@@ -181,13 +183,14 @@ def timed_score_parts(sync: Callable[[], None]) -> Iterator[dict[str, float] | N
 
         return timed
 
-    saved = dict(kernels)
-    kernels.update({name: wrap(fn, "kernel") for name, fn in saved.items()})
+    for name, fn in kernels.items():  # the scorer looks each kernel up by name (proxy_catalog)
+        setattr(score_module, name, wrap(fn, "kernel"))
     score_module.log_abs_det = wrap(logdet, "logdet")
     try:
         yield totals
     finally:
-        kernels.update(saved)
+        for name, fn in kernels.items():
+            setattr(score_module, name, fn)
         score_module.log_abs_det = logdet
 
 

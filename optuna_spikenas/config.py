@@ -37,6 +37,7 @@ from optuna_spikenas.limits import (
     widest_architecture,
 )
 from optuna_spikenas.macros import MACROS
+from optuna_spikenas.proxy_catalog import SCORE_KINDS
 from optuna_spikenas.sampler_catalog import SAMPLERS
 from optuna_spikenas.space import OPS, SearchSpace
 
@@ -44,7 +45,6 @@ PRUNERS = ("none", "median")
 TRAIN_OBJECTIVES = ("score+accuracy", "accuracy")
 HARDWARE_BUDGETS = ("area_mm2", "latency_ms", "energy_uj")
 FITNESS_OBJECTIVES = ("fitness", "accuracy+spikes")
-SCORE_KINDS = ("sahd", "hamming")
 DEVICES = ("cpu", "cuda", "auto")
 MAX_SEED = 2**32 - 1  # Optuna's samplers (numpy RandomState) take seeds 0 .. 2**32 - 1
 

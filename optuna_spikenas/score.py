@@ -24,10 +24,10 @@ one), so for ``B ≥ 2`` the score is ``-inf``: the worst possible value, never 
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Literal
 
 import torch
 from torch import nn
@@ -37,17 +37,20 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 from spikingjelly.activation_based import functional, neuron  # noqa: E402
 
+from optuna_spikenas.proxy_catalog import PROXIES  # noqa: E402
+
 __all__ = [
     "KernelKind",
     "SpikeKernelRecorder",
     "hamming_kernel",
+    "kernel_of",
     "log_abs_det",
     "sahd_kernel",
     "kernel_score",
     "sahd_score",
 ]
 
-KernelKind = Literal["sahd", "hamming"]
+KernelKind = str  # a name of proxy_catalog.PROXIES
 
 _EPS = 1e-3
 # Sums of 0/1 products are exact in float32 while they stay below 2**24.
@@ -115,7 +118,12 @@ def hamming_kernel(spikes: torch.Tensor) -> torch.Tensor:
     return n_units - d_h
 
 
-_KERNELS = {"sahd": sahd_kernel, "hamming": hamming_kernel}
+def kernel_of(kind: KernelKind) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The kernel function of proxy ``kind``, as ``proxy_catalog.PROXIES`` names it."""
+    if kind not in PROXIES:
+        raise ValueError(f"kind must be one of {sorted(PROXIES)}, got {kind!r}")
+    module, _, name = PROXIES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def log_abs_det(kernel: torch.Tensor) -> float:
@@ -143,8 +151,7 @@ class SpikeKernelRecorder:
     """
 
     def __init__(self, module: nn.Module, kind: KernelKind = "sahd") -> None:
-        if kind not in _KERNELS:
-            raise ValueError(f"kind must be one of {sorted(_KERNELS)}, got {kind!r}")
+        self.kernel = kernel_of(kind)
         self.module = module
         self.kind: KernelKind = kind
         self.kernel_sum: torch.Tensor | None = None
@@ -152,7 +159,7 @@ class SpikeKernelRecorder:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _add(self, spikes: torch.Tensor) -> None:
-        kernel = _KERNELS[self.kind](spikes)
+        kernel = self.kernel(spikes)
         self.kernel_sum = kernel if self.kernel_sum is None else self.kernel_sum + kernel
         self.count += 1
 
