@@ -37,6 +37,7 @@ from optuna_spikenas.limits import (
     widest_architecture,
 )
 from optuna_spikenas.macros import MACROS
+from optuna_spikenas.paths import MAX_TEXT_FILE_BYTES, read_capped
 from optuna_spikenas.proxy_catalog import SCORE_KINDS
 from optuna_spikenas.sampler_catalog import SAMPLERS
 from optuna_spikenas.space import OPS, SearchSpace
@@ -243,9 +244,6 @@ _SECTIONS = {
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 """``[train] optimizer``: SNASNet trains with SGD, AutoSNN's super-network with Adam."""
 
-MAX_CONFIG_BYTES = 1 << 20
-"""A config is a few hundred bytes; more than a megabyte is the wrong file."""
-
 
 def require_config(config: object, who: str) -> Config:
     """``config`` when it is a :class:`Config`; otherwise a TypeError that says how to make one
@@ -264,11 +262,10 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
     path = Path(path)
     try:
-        with path.open("rb") as file:  # capped: `--config /dev/zero` never ends otherwise
-            data = file.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
+        data = read_capped(path)  # capped: `--config /dev/zero` never ends otherwise
+        if data is None:
             raise ConfigError(
-                f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes: not a config"
+                f"config file {path} is larger than {MAX_TEXT_FILE_BYTES:,} bytes: not a config"
             )
         raw = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:

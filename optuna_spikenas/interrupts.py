@@ -66,6 +66,13 @@ def deferring(signum: int) -> bool:
     return False
 
 
+def stop_optimize(study: optuna.Study) -> None:
+    """End the ``study.optimize`` loop after the current trial (Optuna's ``Study.stop``); a
+    no-op outside the loop (``ask``/``tell`` users), where Optuna refuses to stop."""
+    with contextlib.suppress(RuntimeError):
+        study.stop()
+
+
 def on_signal(signum: int, frame: Any) -> None:
     RECEIVED.append(signum)
     if not deferring(signum):
@@ -133,8 +140,7 @@ class CtrlC(logging.Filter):
         self.signum = signal.Signals(signum)
         waiting = self.pending
         self.pending = True
-        with contextlib.suppress(RuntimeError):  # outside the optimize loop: nothing to stop
-            self.study.stop()
+        stop_optimize(self.study)
         if self.running or waiting:  # a second signal does not wait (e.g. for a sampler)
             self.interrupted = True
             raise self.stop()

@@ -10,6 +10,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+MAX_TEXT_FILE_BYTES = 1 << 20
+"""A config, a hardware profile or an architecture file is a few kilobytes: more than a megabyte
+is the wrong file, or a device such as ``/dev/zero`` that never ends."""
+
+
+def read_capped(path: str | Path, limit: int = MAX_TEXT_FILE_BYTES) -> bytes | None:
+    """The file's bytes, or None when it holds more than ``limit`` (read no further than that).
+    ``OSError`` as ``open`` raises it."""
+    with open(path, "rb") as file:
+        data = file.read(limit + 1)
+    return None if len(data) > limit else data
+
 
 def unwritable_folder(path: str | Path) -> str | None:
     """Why ``path`` cannot be made (or is not) a folder this process writes into, or None."""

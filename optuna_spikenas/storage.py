@@ -118,6 +118,8 @@ def open_storage(
 SQLITE_HEADER = b"SQLite format 3\x00"
 OPTUNA_TABLES = ("studies", "trials", "version_info")
 """Tables every Optuna RDB storage has; a database with tables but not these is not Optuna's."""
+
+
 def _busy_seconds(default: float = 60.0) -> float:
     try:
         seconds = float(os.environ.get("SPIKENAS_SQLITE_BUSY_SECONDS", default))
@@ -136,12 +138,11 @@ def check_sqlite_file(url: str, create: bool, writes: bool) -> None:
     """Refuse, before SQLAlchemy touches it, an SQLite URL whose file is missing (unless
     ``create``), empty, not SQLite, another application's database, or read-only when the
     command ``writes``. Reads the file's header and table names only (opened read-only)."""
-    path, _, query = url[len("sqlite:///") :].partition("?")
+    path, read_only = _sqlite_file(url)
     if not path:
         raise StorageError(f"{url} names no database file; give one, e.g. sqlite:///nas.db")
     if path == ":memory:":
         return
-    read_only = "mode=ro" in query.split("&")
     if writes and read_only:
         raise StorageError(
             f"{url} opens the database read-only, but this command records trials in it; "
@@ -189,13 +190,19 @@ def check_sqlite_file(url: str, create: bool, writes: bool) -> None:
         )
 
 
+def _sqlite_file(url: str) -> tuple[str, bool]:
+    """The file path of a ``sqlite:///PATH?QUERY`` URL, and whether it asks for ``mode=ro``."""
+    path, _, query = url[len("sqlite:///") :].partition("?")
+    return path, "mode=ro" in query.split("&")
+
+
 def sqlite_uri(url: str) -> str:
     """``sqlite:///nas.db?mode=ro`` as the URI form SQLite honours (``?mode=ro`` alone is
     ignored by SQLAlchemy's driver, which then opens the file read-write)."""
-    path, _, query = url[len("sqlite:///") :].partition("?")
-    if "mode=ro" not in query.split("&") or path.startswith("file:"):
+    path, read_only = _sqlite_file(url)
+    if not read_only or path.startswith("file:"):
         return url
-    return f"sqlite:///file:{path}?{query}&uri=true"
+    return f"{url}&uri=true".replace("sqlite:///", "sqlite:///file:", 1)
 
 
 def sqlite_tables(path: str) -> list[str]:
@@ -371,13 +378,6 @@ def load_study(
             f"`optuna create-study --storage {redact(url)} --study-name {study_name} "
             "--direction maximize`"
         ) from None
-
-
-def stop_optimize(study: optuna.Study) -> None:
-    """End the ``study.optimize`` loop after the current trial (Optuna's ``Study.stop``); a
-    no-op outside the loop (``ask``/``tell`` users), where Optuna refuses to stop."""
-    with contextlib.suppress(RuntimeError):
-        study.stop()
 
 
 def beat_while_sampling(study: optuna.Study, trial_id: int) -> None:

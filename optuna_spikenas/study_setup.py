@@ -8,7 +8,6 @@ candidate's seed, the values of a trial that was not scored, and reuse of a dupl
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import replace
 
 import optuna
@@ -17,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.config import Config, ConfigError
 from optuna_spikenas.data import Dataset, load_dataset
+from optuna_spikenas.limits import physical_memory
 from optuna_spikenas.macros import Macro, get_macro
 from optuna_spikenas.space import Architecture
 from optuna_spikenas.study_binding import FINGERPRINT_ATTR
@@ -77,11 +77,8 @@ def check_scoring_batches(config: Config, dataset: Dataset) -> None:
         )
     image = dataset.train.images[0]
     needed = repeats * batch_size * image.numel() * image.element_size()
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):  # not a POSIX system: cannot tell
-        return
-    if needed > memory:
+    memory = physical_memory()
+    if memory is not None and needed > memory:
         raise ConfigError(
             f"[score] repeats = {repeats:,} batches of batch_size = {batch_size} images need "
             f"{needed / 1e9:,.1f} GB, more than this machine's {memory / 1e9:,.1f} GB of memory"

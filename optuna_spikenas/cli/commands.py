@@ -27,7 +27,7 @@ from optuna_spikenas.dashboard import artifact_dir_for
 from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.interrupts import CtrlC, Terminated, report_stop
-from optuna_spikenas.paths import not_a_file, unwritable_folder
+from optuna_spikenas.paths import not_a_file, read_capped, unwritable_folder
 from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG
 from optuna_spikenas.samplers import CellByCellSampler, make_sampler
 from optuna_spikenas.storage import (
@@ -43,9 +43,6 @@ from optuna_spikenas.summary import (
     print_summary,
     progress_line,
 )
-
-MAX_DOCUMENT_BYTES = 1 << 20
-"""An architecture file is a few kilobytes; more than a megabyte is the wrong file."""
 
 
 def with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -236,9 +233,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         problem = not_a_file(args.arch_json)
         if problem and problem != "does not exist":
             raise UsageError(f"--arch-json {args.arch_json} {problem}")
-        with open(args.arch_json, "rb") as file:
-            text = file.read(MAX_DOCUMENT_BYTES + 1)
-        if len(text) > MAX_DOCUMENT_BYTES:
+        text = read_capped(args.arch_json)
+        if text is None:
             raise UsageError(f"--arch-json {args.arch_json} is larger than an architecture file")
         document = json.loads(text.decode("utf-8"))
     except OSError as err:

@@ -81,7 +81,9 @@ from pathlib import Path
 from typing import Any
 
 from optuna_spikenas.errors import SpikeNASError
+from optuna_spikenas.limits import brief
 from optuna_spikenas.macros import Macro
+from optuna_spikenas.paths import MAX_TEXT_FILE_BYTES, read_capped
 from optuna_spikenas.space import CONV1X1, CONV3X3, OPS, Architecture
 
 PROFILES: tuple[str, ...] = tuple(
@@ -294,31 +296,27 @@ def _profile(source: str, data: dict[str, Any]) -> HardwareProfile:
     )
 
 
-MAX_PROFILE_BYTES = 1 << 20
-
-
 def load_profile(name_or_path: str) -> HardwareProfile:
     """A shipped profile by name (``PROFILES``), or a user's TOML file (any path ending .toml)."""
     if name_or_path.endswith(".toml"):
         path = Path(name_or_path)
         source = f"hardware profile {path}"
         try:
-            with path.open("rb") as file:
-                text = file.read(MAX_PROFILE_BYTES + 1).decode("utf-8")
+            raw = read_capped(path)
+            if raw is None:
+                raise HardwareProfileError(f"{source} is larger than {MAX_TEXT_FILE_BYTES:,} bytes")
+            text = raw.decode("utf-8")
         except OSError as err:
             raise HardwareProfileError(f"{source}: cannot read it ({err.strerror})") from err
         except UnicodeDecodeError:
             raise HardwareProfileError(f"{source} is not a text (UTF-8) file") from None
-        if len(text) > MAX_PROFILE_BYTES:
-            raise HardwareProfileError(f"{source} is larger than {MAX_PROFILE_BYTES:,} bytes")
     elif name_or_path in PROFILES:
         source = f"hardware profile {name_or_path}.toml"
         shipped = resources.files("optuna_spikenas.hardware") / "profiles" / f"{name_or_path}.toml"
         text = shipped.read_text(encoding="utf-8")
     else:
-        shown = name_or_path if len(name_or_path) <= 80 else name_or_path[:80] + "..."
         raise HardwareProfileError(
-            f"unknown hardware profile {shown!r}; known: {', '.join(PROFILES)} "
+            f"unknown hardware profile {brief(name_or_path)}; known: {', '.join(PROFILES)} "
             "(or a path to a .toml file)"
         )
     try:

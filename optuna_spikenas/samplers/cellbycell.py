@@ -32,6 +32,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_spikenas.interrupts import stop_optimize
 from optuna_spikenas.recovery import WORKER_KEY, mark_worker
 from optuna_spikenas.space import (
     OPS,
@@ -42,7 +43,7 @@ from optuna_spikenas.space import (
     distinct_cells,
     op_code,
 )
-from optuna_spikenas.storage import beat_while_sampling, stop_optimize
+from optuna_spikenas.storage import beat_while_sampling
 
 _logger = logging.getLogger(__name__)
 
@@ -248,20 +249,10 @@ class CellByCellSampler(BaseSampler):
             study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
             # Read back: a retry of an orphaned slot taken up by another worker while this trial
             # adopted the slot holds it (it cannot have seen this claim yet); claim again.
-            if slot < 0 or slot == trial.number or not self._retry_holds(study, trial.number, slot):
+            if slot < 0 or slot == trial.number:  # its own slot, or the final network
                 return
-
-    def _retry_holds(self, study: Study, own_number: int, slot: int) -> bool:
-        """True when a running retry (Optuna's) of another trial works on ``slot``."""
-        trials = study.get_trials(deepcopy=False)
-        by_number = {t.number: t for t in trials}
-        return any(
-            t.number != own_number
-            and t.state == TrialState.RUNNING
-            and "failed_trial" in t.system_attrs
-            and _slot_of(t, by_number) == slot
-            for t in trials
-        )
+            if not _runs_slot(study.get_trials(deepcopy=False), trial, slot, retry=True):
+                return
 
     def _claim(self, study: Study, trial: FrozenTrial) -> tuple[int, Architecture | None]:
         """The slot this trial works on and its architecture, waiting while the phase that
@@ -298,13 +289,8 @@ class CellByCellSampler(BaseSampler):
             trials = study.get_trials(deepcopy=False)
             by_number = {t.number: t for t in trials}
             slot = _slot_of(by_number.get(trial.number, trial), by_number)
-            if not any(  # a fresh trial that took the slot over (never another retry: no deadlock)
-                t.number != trial.number
-                and t.state == TrialState.RUNNING
-                and "failed_trial" not in t.system_attrs
-                and _slot_of(t, by_number) == slot
-                for t in trials
-            ):
+            # a fresh trial that took the slot over (never another retry: no deadlock)
+            if not _runs_slot(trials, trial, slot, retry=False):
                 return
             beat_while_sampling(study, trial._trial_id)
             _fail_stale_trials(study)  # a twin whose worker died stops holding the slot
@@ -361,6 +347,19 @@ class CellByCellSampler(BaseSampler):
 
 
 # --- reading attempts from the trials --------------------------------------------------------
+
+
+def _runs_slot(trials: Sequence[FrozenTrial], own: FrozenTrial, slot: int, retry: bool) -> bool:
+    """True when a running trial other than ``own`` works on ``slot``: one of Optuna's retries
+    (``retry``), or a fresh trial (not ``retry``)."""
+    by_number = {t.number: t for t in trials}
+    return any(
+        t.number != own.number
+        and t.state == TrialState.RUNNING
+        and ("failed_trial" in t.system_attrs) == retry
+        and _slot_of(t, by_number) == slot
+        for t in trials
+    )
 
 
 def _slot_of(trial: FrozenTrial, by_number: dict[int, FrozenTrial]) -> int:

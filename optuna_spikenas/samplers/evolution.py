@@ -26,6 +26,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.autosnn_space import BLOCKS, PARAM_NAMES
+from optuna_spikenas.interrupts import stop_optimize
 from optuna_spikenas.recovery import WORKER_KEY, mark_worker
 from optuna_spikenas.space import (
     BACKWARD,
@@ -36,7 +37,7 @@ from optuna_spikenas.space import (
     direction_param,
     edge_param,
 )
-from optuna_spikenas.storage import beat_while_sampling, stop_optimize
+from optuna_spikenas.storage import beat_while_sampling
 
 Choice = str | int | float | bool | None
 Genome = tuple[int, ...]  # the index of each parameter's choice, in search-space order
