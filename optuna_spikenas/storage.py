@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import warnings
+from datetime import datetime, timezone
 from typing import Any
 
 import optuna
@@ -255,15 +256,30 @@ def open_journal(path: str, writes: bool) -> JournalStorage:
 
 
 class WorkerRecordingJournalStorage(JournalStorage):
-    """A journal storage whose every new trial records its worker at once (``recovery.py``):
+    """A journal storage whose every new RUNNING trial carries its worker (``recovery.py``):
     journals have no heartbeat, and ``optuna-spikenas recover`` tells a dead worker's RUNNING
-    trial by this record, so it is written in the same breath as the trial."""
+    trial by this record. It is part of the trial's creation record, one append, so no kill can
+    fall between the trial and its worker."""
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        trial_id = super().create_new_trial(study_id, template_trial)
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            self.set_trial_system_attr(trial_id, WORKER_KEY, this_worker())
-        return trial_id
+        if template_trial is None:
+            template_trial = FrozenTrial(
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                datetime_start=datetime.now(tz=timezone.utc),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
+        if template_trial.state == TrialState.RUNNING:
+            template_trial = copy.copy(template_trial)
+            template_trial.system_attrs = {**template_trial.system_attrs, WORKER_KEY: this_worker()}
+        return super().create_new_trial(study_id, template_trial)
 
 
 class SignalSafeJournalFileBackend(JournalFileBackend):
