@@ -13,6 +13,7 @@ joined by `` / ``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -152,24 +153,64 @@ class Cell:
                 rows[src][dst] = code
         return Cell(tuple(tuple(r) for r in rows))
 
-    def canonical(self) -> Cell:
-        """One representative of every set of cells that compute the same function.
+    def function_key(self) -> str:
+        """A text equal for two cells exactly when they compute the same function up to a
+        relabelling of their weights.
 
-        Two reductions: dead edges are pruned, and when nodes 1 and 2 are not connected to each
-        other they are interchangeable (node values are sums), so the smaller of the two
-        labellings is taken.
+        Forward cells: node values are sums, so each node is a multiset of terms and nested sums
+        flatten. The input is the term ``x``; a skip adds its source's terms; an average pool is
+        linear, so it adds ``avgpool3x3(t)`` for each term ``t`` of its source; a conv keeps
+        weights (and a LIF neuron) of its own, so it adds one term ``conv3x3(E)`` over its
+        source's whole sum ``E``; a zero adds nothing. The key is the output node's multiset,
+        sorted. Cells with backward edges (their values depend on the previous step) keep the
+        structural form: dead edges pruned and nodes 1 and 2 merged when interchangeable.
         """
         cell = self.pruned()
-        m = cell.matrix
-        if m[1][2] == ZERO and m[2][1] == ZERO:
-            swap = (0, 2, 1, 3)
-            swapped = Cell(
-                tuple(
-                    tuple(m[swap[i]][swap[j]] for j in range(NUM_NODES)) for i in range(NUM_NODES)
-                )
-            )
-            cell = min(cell, swapped, key=str)
-        return cell
+        if cell.has_backward_edges:
+            return f"temporal {cell._merged_labels()}"
+        terms: list[list[str]] = [["x"]]
+        for j in range(1, NUM_NODES):
+            node: list[str] = []
+            for i in range(j):
+                code, source = cell.matrix[i][j], terms[i]
+                if code == SKIP:
+                    node += source
+                elif code == AVGPOOL3X3:
+                    node += [f"{OPS[code]}({t})" for t in source]
+                elif code in CONV_OPS:
+                    node.append(f"{OPS[code]}({'+'.join(sorted(source))})")
+            terms.append(node)
+        return "+".join(sorted(terms[NUM_NODES - 1]))
+
+    def _merged_labels(self) -> Cell:
+        """The smaller labelling when nodes 1 and 2 are interchangeable (not connected)."""
+        m = self.matrix
+        if m[1][2] != ZERO or m[2][1] != ZERO:
+            return self
+        swap = (0, 2, 1, 3)
+        swapped = Cell(
+            tuple(tuple(m[swap[i]][swap[j]] for j in range(NUM_NODES)) for i in range(NUM_NODES))
+        )
+        return min(self, swapped, key=str)
+
+    def canonical(self) -> Cell:
+        """One representative of every set of cells that compute the same function (the same
+        ``function_key``): for forward cells the smallest cell text over the full op set that
+        computes it; for temporal (and invalid) cells the pruned cell with nodes 1 and 2 merged."""
+        cell = self.pruned()
+        if cell.has_backward_edges or not cell.is_valid():
+            return cell._merged_labels()
+        return _forward_representatives()[cell.function_key()]
+
+
+@functools.cache
+def _forward_representatives() -> dict[str, Cell]:
+    """Each forward function's smallest cell (by text) over the full op set."""
+    found: dict[str, Cell] = {}
+    for cell in enumerate_cells():  # in increasing text order
+        if cell.is_valid():
+            found.setdefault(cell.function_key(), cell)
+    return found
 
 
 @dataclass(frozen=True)
@@ -233,11 +274,15 @@ def enumerate_cells(ops: Sequence[int] = tuple(range(len(OPS))), backward: bool 
 
 
 def distinct_cells(ops: Sequence[str | int]) -> list[Cell]:
-    """The valid cells over ``ops``, one per canonical form, in a fixed order (64 over
-    {skip, conv3x3})."""
+    """The valid forward cells over ``ops``, one per distinct function (``Cell.function_key``),
+    each the smallest cell text over ``ops`` that computes it, in text order (32 over
+    {skip, conv3x3}, whose 64 cells compute each function twice or more)."""
     codes = sorted({op_code(op) for op in ops})
-    unique = {cell.canonical() for cell in enumerate_cells(codes) if cell.is_valid()}
-    return sorted(unique, key=str)
+    found: dict[str, Cell] = {}
+    for cell in enumerate_cells(codes):  # in increasing text order
+        if cell.is_valid():
+            found.setdefault(cell.function_key(), cell)
+    return sorted(found.values(), key=str)
 
 
 # --- Optuna parameters ---------------------------------------------------------------------

@@ -289,10 +289,9 @@ def test_canonical_swaps_unconnected_middle_nodes() -> None:
 
 def test_canonical_keeps_connected_middle_nodes_apart() -> None:
     # nodes 1 and 2 joined by 1 -> 2: conv3x3 on 0 -> 1 or on 0 -> 2 differ
-    a = Cell.parse("0301 0011 0001 0000")
-    b = Cell.parse("0131 0011 0001 0000")
-    assert a.canonical() == a
-    assert b.canonical() == b
+    a = Cell.parse("0301 0011 0001 0000")  # conv(x) + conv(x) + x
+    b = Cell.parse("0131 0011 0001 0000")  # conv(x) + x + x + x
+    assert a.function_key() != b.function_key()
     assert a.canonical() != b.canonical()
     # unconnected: conv3x3 on node 1 or node 2 is the same cell
     c = Cell.parse("0310 0001 0001 0000")
@@ -300,6 +299,80 @@ def test_canonical_keeps_connected_middle_nodes_apart() -> None:
     assert c.canonical() == d.canonical()
     assert Architecture((c, a), 4).canonical_key() == Architecture((d, a), 4).canonical_key()
     assert Architecture((c, a), 4).canonical_key() != Architecture((c, a), 8).canonical_key()
+
+
+# --- an independent symbolic enumeration of what a forward cell computes ---------------------
+# Written with sympy, apart from ``Cell.function_key``: node values are sympy sums (which
+# flatten and collect by themselves), a skip passes its source on, an average pool is linear
+# (it distributes over a sum), and each conv is an opaque function of its source's value with
+# weights of its own, which a relabelling makes equal to any other conv of the same kind on the
+# same value. Ops on a node the input never reaches are not built (``Cell.pruned``).
+
+
+def symbolic_output(cell: Cell):
+    import sympy
+
+    x = sympy.Symbol("x")
+    conv = {code: sympy.Function(OPS[code]) for code in (2, 3)}
+    pool = sympy.Function("avgpool3x3")
+
+    def avgpool(value):
+        value = sympy.expand(value)
+        return sum(
+            (c * pool(t) for t, c in value.as_coefficients_dict().items()), sympy.Integer(0)
+        )
+
+    nodes = [x]
+    for j in range(1, NUM_NODES):
+        value = sympy.Integer(0)
+        for i in range(j):
+            code = cell.matrix[i][j]
+            if nodes[i] == 0:
+                continue  # a node the input never reaches: its ops are pruned, not built
+            if code == SKIP:
+                value += nodes[i]
+            elif code == 4:
+                value += avgpool(nodes[i])
+            elif code in conv:
+                value += conv[code](sympy.expand(nodes[i]))
+        nodes.append(value)
+    return sympy.expand(nodes[NUM_NODES - 1])
+
+
+@pytest.mark.parametrize(
+    ("ops", "functions"),
+    [(("skip", "conv3x3"), 32), (("zero", "skip", "conv3x3"), 77), (OPS, None)],
+)
+def test_distinct_cells_are_the_distinct_symbolic_functions(ops, functions) -> None:
+    from optuna_spikenas.space import distinct_cells
+
+    codes = sorted(op_code(op) for op in ops)
+    valid = [c for c in enumerate_cells(codes) if c.is_valid()]
+    by_expression: dict[object, list[Cell]] = {}
+    for cell in valid:
+        by_expression.setdefault(symbolic_output(cell), []).append(cell)
+    candidates = distinct_cells(ops)
+    assert len(candidates) == len(by_expression)
+    if functions is not None:
+        assert len(by_expression) == functions  # the counts of issue 17
+    # one candidate per symbolic function, and every cell shares its key with its class
+    assert {symbolic_output(c) for c in candidates} == set(by_expression)
+    for members in by_expression.values():
+        assert len({m.function_key() for m in members}) == 1
+        assert len({m.canonical() for m in members}) == 1
+        assert symbolic_output(members[0].canonical()) == symbolic_output(members[0])
+
+
+def test_equivalent_cells_compute_the_same_network_function_with_relabelled_weights() -> None:
+    """Two cells of one class, with weights moved between their matching convs, give the same
+    output: the equivalence is real, not only symbolic."""
+    a, b = Cell.parse("0111 0013 0001 0000"), Cell.parse("0131 0011 0001 0000")
+    assert a.function_key() == b.function_key()
+    torch.manual_seed(0)
+    cell_a, cell_b = SpikingCell(a, 4), SpikingCell(b, 4)
+    cell_b.ops["02"].load_state_dict(cell_a.ops["13"].state_dict())  # the one conv, moved
+    images = torch.rand(3, 4, 6, 6) * 3
+    assert torch.allclose(cell_a(images), cell_b(images), atol=1e-6)
 
 
 def test_canonical_pairs_compute_the_same_function() -> None:
