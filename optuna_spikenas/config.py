@@ -5,7 +5,7 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     seed = 0                      # study seed: data split, scoring batches, weight initialisation
     [dataset]  name, path, val_fraction, test_fraction, verify, frame_size
     [space]    macro, num_cells, widths, shared_cell, backward, require_direct_edge, final_pool
-    [score]    kind, batch_size, repeats, timesteps, device
+    [score]    kind, batch_size, repeats, inits, timesteps, device
     [budget]   weight_bits, max_parameters | memory_megabytes, area_mm2, latency_ms, energy_uj
     [hardware] profile, measure_activity
     [train]    epochs, objectives, batch_size, optimizer, lr, min_lr, momentum, weight_decay,
@@ -47,6 +47,7 @@ TRAIN_OBJECTIVES = ("score+accuracy", "accuracy")
 HARDWARE_BUDGETS = ("area_mm2", "latency_ms", "energy_uj")
 FITNESS_OBJECTIVES = ("fitness", "accuracy+spikes")
 DEVICES = ("cpu", "cuda", "auto")
+MAX_INITS = 64  # scoring initialisations per candidate
 MAX_SEED = 2**32 - 1  # Optuna's samplers (numpy RandomState) take seeds 0 .. 2**32 - 1
 
 
@@ -80,6 +81,7 @@ class ScoreConfig:
     kind: str = "sahd"
     batch_size: int = 64
     repeats: int = 2
+    inits: int = 1
     timesteps: int = 5
     device: str = "cpu"
 
@@ -387,6 +389,11 @@ def validate(config: Config) -> None:
             raise ConfigError(f"[dataset] {key} must be between 0 and 0.5, got {value}")
     if config.score.batch_size < 2:
         raise ConfigError("[score] batch_size must be at least 2 (the kernel compares samples)")
+    if config.score.inits > MAX_INITS:
+        raise ConfigError(
+            f"[score] inits must be at most {MAX_INITS} (each scores every candidate once "
+            f"more), got {config.score.inits}"
+        )
     if config.budget.max_parameters is not None and config.budget.memory_megabytes is not None:
         raise ConfigError("[budget] give max_parameters or memory_megabytes, not both")
     if config.budget.memory_megabytes is not None and config.budget.memory_megabytes <= 0:

@@ -6,9 +6,13 @@ Per trial, in this order:
      are recorded with ``trial.set_constraint`` (feasible when <= 0) and as user attributes
      (``broken_budgets`` names the ones broken); an invalid or over-budget candidate is never
      built or scored and returns ``-inf`` for every objective;
-  3. a candidate whose canonical form already has a completed trial reuses that trial's values
-     (``duplicate_of`` says which), so repeated proposals cost nothing and workers agree;
-  4. otherwise the network is built with weights seeded by (study seed, architecture) and scored
+  3. a candidate that computes the same function as a completed trial's (the same canonical
+     key, ``Cell.function_key``) reuses that trial's values (``duplicate_of`` says which), so
+     repeated proposals cost nothing and workers agree;
+  4. otherwise the proxy (``[score] kind``) scores it: a count from the architecture, or the
+     untrained network of its canonical cells built once per initialisation (``[score] inits``,
+     common random numbers: candidates share the weights of the modules they have in common)
+     and scored on the study's fixed batches, the values averaged and their spread recorded
      (a NaN score fails the trial, as Optuna fails any NaN value, and the search goes on);
   5. with ``[train] epochs``, it is then trained with k-bit weights (``quantize.py``) and its
      validation accuracy becomes an objective.
@@ -17,6 +21,7 @@ Per trial, in this order:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,8 +36,8 @@ from optuna_spikenas.data import batch_for_scoring
 from optuna_spikenas.hardware.imc import load_profile
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights
-from optuna_spikenas.score import KernelKind, kernel_score
-from optuna_spikenas.snn.network import build_network
+from optuna_spikenas.proxy_catalog import PROXIES
+from optuna_spikenas.snn.network import build_common_network
 from optuna_spikenas.space import Architecture, suggest_architecture
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
 from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
@@ -41,6 +46,7 @@ from optuna_spikenas.study_setup import (
     candidate_seed,
     check_scoring_batches,
     find_scored_duplicate,
+    init_seed,
     resolve_device,
     reuse_values,
     study_dataset,
@@ -75,6 +81,10 @@ class SpikeNASObjective:
             )
             for r in range(config.score.repeats)
         ]
+        self.proxy = PROXIES[config.score.kind]
+        self.proxy_function = self.proxy.load()
+        self.inits = [init_seed(config.seed, k) for k in range(config.score.inits)]
+        """The seed of each scoring initialisation (``[score] inits``), shared by candidates."""
         self.train_settings = recipe_of(
             config.train,
             epochs=max(config.train.epochs, 1),
@@ -102,17 +112,36 @@ class SpikeNASObjective:
             trial.set_user_attr("score_seconds", 0.0)
             return reuse_values(trial, previous)
         start = time.perf_counter()
+        if not self.proxy.uses_network:  # a count from the architecture: no network
+            score = self.proxy_function(arch.canonical(), self.macro)
+            trial.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
+            return self._scored(trial, arch, score)
+        values: list[float] = []
         network = self.build(arch)
         with ActivityCounter(network) as counter:  # spikes of the scoring passes, no extra pass
             try:
-                score = self.score_network(network, arch)
+                values.append(self.score_network(network, arch))
+                values += [
+                    self.score_network(self.build(arch, k), arch, k)
+                    for k in range(1, len(self.inits))
+                ]
             except FloatingPointError as err:  # NaN: Optuna fails the trial, the search goes on
                 trial.set_user_attr("score_error", str(err))
                 return self._values(math.nan, math.nan)
         trial.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
+        if len(values) > 1:
+            trial.set_user_attr("score_per_init", [round(v, 4) for v in values])
+            if all(math.isfinite(v) for v in values):
+                trial.set_user_attr("score_spread", round(statistics.stdev(values), 4))
         self._record_spikes(trial, counter.result(), "initial weights, scoring batches")
         if not self.config.train.epochs:
             self._record_activity_energy(trial, network, self.batches[0], "initial")
+        return self._scored(trial, arch, statistics.fmean(values))
+
+    def _scored(self, trial: optuna.Trial, arch: Architecture, score: float):
+        """The trial's values once ``score`` is known: the score, or with ``[train] epochs``
+        the score and the accuracy after training."""
+        if not self.config.train.epochs:
             return score
         trial.set_user_attr("score", score)
         return self._values(score, self.train(trial, arch))
@@ -155,19 +184,31 @@ class SpikeNASObjective:
         trial.set_user_attr("feasible", check.feasible)
         return check.feasible
 
-    def build(self, arch: Architecture) -> torch.nn.Module:
-        seed = candidate_seed(self.config.seed, arch)
-        network = build_network(arch, self.macro, self.config.score.timesteps, seed=seed)
+    def build(self, arch: Architecture, init: int = 0) -> torch.nn.Module:
+        """The untrained network scored for ``arch`` at initialisation ``init``: its class's
+        representative (``Cell.canonical``), with common random numbers (``init_seed``)."""
+        seed = self.inits[init]
+        network = build_common_network(
+            arch.canonical(), self.macro, self.config.score.timesteps, seed
+        )
         return network if self.device.type == "cpu" else network.to(self.device)
 
     def score(self, arch: Architecture) -> float:
-        """The training-free score of ``arch`` (deterministic for a given config)."""
-        return self.score_network(self.build(arch), arch)
+        """The training-free score of ``arch``: the proxy's mean over the initialisations
+        (deterministic for a given config)."""
+        if not self.proxy.uses_network:
+            return float(self.proxy_function(arch.canonical(), self.macro))
+        return statistics.fmean(
+            self.score_network(self.build(arch, k), arch, k) for k in range(len(self.inits))
+        )
 
-    def score_network(self, network: torch.nn.Module, arch: Architecture) -> float:
-        """The training-free score of ``network``, freshly built by ``build(arch)``."""
-        kind: KernelKind = self.config.score.kind  # type: ignore[assignment]  # validated
-        value = kernel_score(network, self.batches, kind)
+    def score_network(self, network: torch.nn.Module, arch: Architecture, init: int = 0) -> float:
+        """The proxy's value on ``network``, freshly built by ``build(arch, init)``; any random
+        draw while scoring (a dropout mask) comes from the initialisation's seed."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.inits[init])
+            value = float(self.proxy_function(network, self.batches))
         if math.isnan(value):
             raise FloatingPointError(f"the score of {arch} is NaN")
         return value

@@ -1,16 +1,52 @@
 """The training-free proxies a study can score with (``[score] kind``), without torch.
 
-The registry of proxies: a new one is its kernel function (a layer's spikes ``[B, units]`` to a
-``B x B`` kernel, written in ``score.py`` or a module of its own) and one line here naming it.
-``score.py`` looks the kernel up from here; the config accepts exactly these names.
+The registry of proxies. A new proxy is one module (``optuna_spikenas/proxies/``, or a kernel of
+``score.py``'s Hamming family) and one line here. Two kinds of function:
+
+* a network proxy, ``function(network, batches) -> float``: the objective builds the candidate's
+  untrained network once per initialisation (``[score] inits``) and averages the values;
+* an architecture proxy, ``function(arch, macro) -> float``: a count that needs no network and
+  costs nothing (a naive baseline any network proxy must beat to be worth its forward pass).
+
+Higher is better for every proxy. The config accepts exactly these names.
 """
 
 from __future__ import annotations
 
-PROXIES: dict[str, str] = {
-    "sahd": "optuna_spikenas.score:sahd_kernel",  # SNASNet's sparsity-aware Hamming distance
-    "hamming": "optuna_spikenas.score:hamming_kernel",  # plain Hamming similarity (ablation)
-}
-"""Each proxy's kernel, as ``module:function``."""
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Proxy:
+    function: str
+    """``module:function`` of the proxy."""
+    uses_network: bool
+    """True: ``function(network, batches)``; False: ``function(arch, macro)``."""
+    about: str
+    """One line for README, ``--help`` and reports."""
+
+    def load(self) -> Callable[..., float]:
+        module, _, name = self.function.partition(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+PROXIES: dict[str, Proxy] = {
+    "sahd": Proxy("optuna_spikenas.score:sahd_score", True, "SNASNet's sparsity-aware Hamming distance"),
+    "hamming": Proxy("optuna_spikenas.score:hamming_score", True, "plain Hamming kernel (SNASNet's ablation)"),
+    "jacob_cov": Proxy("optuna_spikenas.proxies.jacob_cov:jacob_cov_score", True, "Jacobian covariance (Mellor et al. 2020)"),
+    "params": Proxy("optuna_spikenas.proxies.params:params_score", False, "parameter count (baseline)"),
+    "convs": Proxy("optuna_spikenas.proxies.convs:convs_score", False, "conv edges on an input-output path (baseline)"),
+}  # fmt: skip
+"""Each proxy of ``[score] kind``, by name."""
 
 SCORE_KINDS: tuple[str, ...] = tuple(PROXIES)
+
+
+def proxy_function(kind: str) -> Callable[..., Any]:
+    """The function of proxy ``kind``."""
+    if kind not in PROXIES:
+        raise ValueError(f"kind must be one of {sorted(PROXIES)}, got {kind!r}")
+    return PROXIES[kind].load()

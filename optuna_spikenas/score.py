@@ -24,9 +24,9 @@ one), so for ``B ≥ 2`` the score is ``-inf``: the worst possible value, never 
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
 import torch
@@ -37,20 +37,20 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 from spikingjelly.activation_based import functional, neuron  # noqa: E402
 
-from optuna_spikenas.proxy_catalog import PROXIES  # noqa: E402
-
 __all__ = [
-    "KernelKind",
+    "Kernel",
     "SpikeKernelRecorder",
     "hamming_kernel",
-    "kernel_of",
+    "hamming_score",
     "log_abs_det",
     "sahd_kernel",
     "kernel_score",
     "sahd_score",
+    "scoring_mode",
 ]
 
-KernelKind = str  # a name of proxy_catalog.PROXIES
+Kernel = Callable[[torch.Tensor], torch.Tensor]
+"""A layer's spikes ``[B, ...]`` to a float64 ``B x B`` kernel."""
 
 _EPS = 1e-3
 # Sums of 0/1 products are exact in float32 while they stay below 2**24.
@@ -118,14 +118,6 @@ def hamming_kernel(spikes: torch.Tensor) -> torch.Tensor:
     return n_units - d_h
 
 
-def kernel_of(kind: KernelKind) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The kernel function of proxy ``kind``, as ``proxy_catalog.PROXIES`` names it."""
-    if kind not in PROXIES:
-        raise ValueError(f"kind must be one of {sorted(PROXIES)}, got {kind!r}")
-    module, _, name = PROXIES[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def log_abs_det(kernel: torch.Tensor) -> float:
     """``log|det K|`` (``slogdet``'s ``logabsdet``, computed in float64) as a Python float.
 
@@ -143,17 +135,16 @@ class SpikeKernelRecorder:
 
     On entry a forward hook is registered on each ``spikingjelly.activation_based.neuron.BaseNode``
     (LIFNode, IFNode, ...) inside ``module``. Each call of a single-step neuron is one
-    (layer, timestep) pair: its output spikes ``[B, ...]`` give ``K_layer`` (``kind`` = ``"sahd"``
-    for :func:`sahd_kernel`, ``"hamming"`` for :func:`hamming_kernel`), added to
-    ``kernel_sum``, and ``count`` goes up by one. A multi-step neuron (``step_mode == "m"``,
+    (layer, timestep) pair: its output spikes ``[B, ...]`` give ``K_layer = kernel(spikes)``
+    (:func:`sahd_kernel` by default, or :func:`hamming_kernel`), added to ``kernel_sum``, and
+    ``count`` goes up by one. A multi-step neuron (``step_mode == "m"``,
     output ``[T, B, ...]``) contributes its ``T`` timesteps as ``T`` pairs. The hooks are
     removed on exit; ``mean_kernel()`` is ``kernel_sum / count``.
     """
 
-    def __init__(self, module: nn.Module, kind: KernelKind = "sahd") -> None:
-        self.kernel = kernel_of(kind)
+    def __init__(self, module: nn.Module, kernel: Kernel = sahd_kernel) -> None:
+        self.kernel = kernel
         self.module = module
-        self.kind: KernelKind = kind
         self.kernel_sum: torch.Tensor | None = None
         self.count = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -198,12 +189,19 @@ class SpikeKernelRecorder:
 
 def sahd_score(network: nn.Module, batches: Sequence[torch.Tensor]) -> float:
     """SNASNet's training-free SAHD score (:func:`kernel_score` with :func:`sahd_kernel`)."""
-    return kernel_score(network, batches, "sahd")
+    return kernel_score(network, batches, sahd_kernel)
 
 
-def kernel_score(network: nn.Module, batches: Sequence[torch.Tensor], kind: KernelKind) -> float:
-    """A training-free score: ``mean over batches of log|det(Σ K_layer / count)|``, the kernels
-    ``K`` of ``kind`` (``"sahd"``: SNASNet's SAHD, ``"hamming"``: plain Hamming similarity).
+def hamming_score(network: nn.Module, batches: Sequence[torch.Tensor]) -> float:
+    """The plain Hamming-kernel score, SNASNet's ablation (:func:`hamming_kernel`); with binary
+    spikes this is NASWOT's score (Mellor et al., ICML 2021) over spike maps."""
+    return kernel_score(network, batches, hamming_kernel)
+
+
+def kernel_score(network: nn.Module, batches: Sequence[torch.Tensor], kernel: Kernel) -> float:
+    """A training-free score: ``mean over batches of log|det(Σ K_layer / count)|``, the layer
+    kernels ``K_layer = kernel(spikes)`` (:func:`sahd_kernel`: SNASNet's SAHD,
+    :func:`hamming_kernel`: plain Hamming similarity).
 
     ``network(images [B, C, H, W])`` must run all its timesteps internally (single-step neurons
     called once per timestep) and return ``[B, classes]``; ``batches`` are already on the
@@ -220,24 +218,33 @@ def kernel_score(network: nn.Module, batches: Sequence[torch.Tensor], kind: Kern
     """
     if len(batches) == 0:
         raise ValueError("batches must not be empty")
+    scores: list[float] = []
+    with scoring_mode(network), torch.no_grad():
+        for images in batches:
+            functional.reset_net(network)
+            try:
+                with SpikeKernelRecorder(network, kernel) as recorder:
+                    network(images)
+            finally:
+                functional.reset_net(network)
+            # mean_kernel raises ValueError("network has no spiking neurons") if count == 0.
+            scores.append(log_abs_det(recorder.mean_kernel()))
+    return sum(scores) / len(scores)
+
+
+@contextlib.contextmanager
+def scoring_mode(network: nn.Module) -> Iterator[None]:
+    """Training mode (BatchNorm on batch statistics, as SNASNet scores) for the block, then the
+    network exactly as it was: its mode, its buffers (BatchNorm running statistics) and its
+    neurons' states (``reset_net``)."""
     was_training = network.training
     saved_buffers = [(buf, buf.detach().clone()) for buf in network.buffers()]
-    scores: list[float] = []
     try:
         network.train()
-        with torch.no_grad():
-            for images in batches:
-                functional.reset_net(network)
-                try:
-                    with SpikeKernelRecorder(network, kind) as recorder:
-                        network(images)
-                finally:
-                    functional.reset_net(network)
-                # mean_kernel raises ValueError("network has no spiking neurons") if count == 0.
-                scores.append(log_abs_det(recorder.mean_kernel()))
+        yield
     finally:
+        functional.reset_net(network)
         with torch.no_grad():
             for buf, value in saved_buffers:
                 buf.copy_(value)
         network.train(was_training)
-    return sum(scores) / len(scores)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -155,32 +156,37 @@ class Cell:
 
     def function_key(self) -> str:
         """A text equal for two cells exactly when they compute the same function up to a
-        relabelling of their weights.
+        relabelling of their weights (a one-to-one map between their convs of each kind).
 
-        Forward cells: node values are sums, so each node is a multiset of terms and nested sums
-        flatten. The input is the term ``x``; a skip adds its source's terms; an average pool is
-        linear, so it adds ``avgpool3x3(t)`` for each term ``t`` of its source; a conv keeps
-        weights (and a LIF neuron) of its own, so it adds one term ``conv3x3(E)`` over its
-        source's whole sum ``E``; a zero adds nothing. The key is the output node's multiset,
-        sorted. Cells with backward edges (their values depend on the previous step) keep the
+        Forward cells: node values are sums, so a node's value is a multiset of terms and nested
+        sums flatten. The input is the term ``x``; a skip adds its source's terms; an average
+        pool is linear and has no weights, so it adds ``avgpool3x3(t)`` for each term ``t`` of
+        its source; a conv is an instance with weights (and a LIF neuron) of its own, applied to
+        its source's whole sum, and adds one term: itself. So ``2*a`` (one conv whose output
+        reaches the output twice) differs from ``a+b`` (two convs on the same input). The key
+        names the convs ``a, b, ...`` in a canonical order (the least text over the orders of
+        convs that look alike) and reads e.g. ``a=conv3x3(x); b=conv3x3(a); out=2*a+b+x``.
+        Cells with backward edges (their values depend on the previous step) keep the
         structural form: dead edges pruned and nodes 1 and 2 merged when interchangeable.
         """
         cell = self.pruned()
         if cell.has_backward_edges:
             return f"temporal {cell._merged_labels()}"
-        terms: list[list[str]] = [["x"]]
+        convs: list[tuple[int, Counter[tuple[int, int]]]] = []  # (op, input terms)
+        values: list[Counter[tuple[int, int]]] = [Counter({(-1, 0): 1})]  # (conv or -1 = x, pools)
         for j in range(1, NUM_NODES):
-            node: list[str] = []
+            value: Counter[tuple[int, int]] = Counter()
             for i in range(j):
-                code, source = cell.matrix[i][j], terms[i]
+                code, source = cell.matrix[i][j], values[i]
                 if code == SKIP:
-                    node += source
+                    value.update(source)
                 elif code == AVGPOOL3X3:
-                    node += [f"{OPS[code]}({t})" for t in source]
+                    value.update({(ref, pools + 1): n for (ref, pools), n in source.items()})
                 elif code in CONV_OPS:
-                    node.append(f"{OPS[code]}({'+'.join(sorted(source))})")
-            terms.append(node)
-        return "+".join(sorted(terms[NUM_NODES - 1]))
+                    convs.append((code, source))
+                    value[(len(convs) - 1, 0)] += 1
+            values.append(value)
+        return _canonical_text(convs, values[NUM_NODES - 1])
 
     def _merged_labels(self) -> Cell:
         """The smaller labelling when nodes 1 and 2 are interchangeable (not connected)."""
@@ -201,6 +207,44 @@ class Cell:
         if cell.has_backward_edges or not cell.is_valid():
             return cell._merged_labels()
         return _forward_representatives()[cell.function_key()]
+
+
+def _canonical_text(
+    convs: list[tuple[int, Counter[tuple[int, int]]]], output: Counter[tuple[int, int]]
+) -> str:
+    """The least text of a forward cell's conv instances and output over the ways of naming
+    its convs; only convs that look alike (same op, same input up to naming) are permuted."""
+
+    def looks(k: int) -> str:  # a conv's text with the convs it reads unnamed
+        code, terms = convs[k]
+        inputs = sorted(
+            f"{n}{'x' if ref < 0 else looks(ref)}{pools}" for (ref, pools), n in terms.items()
+        )
+        return f"{OPS[code]}({','.join(inputs)})"
+
+    groups: dict[str, list[int]] = {}
+    for k in sorted(range(len(convs)), key=looks):
+        groups.setdefault(looks(k), []).append(k)
+    best: str | None = None
+    for orders in itertools.product(*(itertools.permutations(g) for g in groups.values())):
+        name = {k: "abcdefgh"[i] for i, k in enumerate(itertools.chain(*orders))}
+
+        def term(ref: int, pools: int, n: int) -> str:
+            text = "x" if ref < 0 else name[ref]
+            for _ in range(pools):
+                text = f"{OPS[AVGPOOL3X3]}({text})"
+            return text if n == 1 else f"{n}*{text}"
+
+        def total(terms: Counter[tuple[int, int]]) -> str:
+            return "+".join(sorted(term(ref, pools, n) for (ref, pools), n in terms.items()))
+
+        lines = sorted(
+            f"{name[k]}={OPS[code]}({total(terms)})" for k, (code, terms) in enumerate(convs)
+        )
+        text = "; ".join([*lines, f"out={total(output)}"])
+        best = text if best is None or text < best else best
+    assert best is not None
+    return best
 
 
 @functools.cache
@@ -275,8 +319,8 @@ def enumerate_cells(ops: Sequence[int] = tuple(range(len(OPS))), backward: bool 
 
 def distinct_cells(ops: Sequence[str | int]) -> list[Cell]:
     """The valid forward cells over ``ops``, one per distinct function (``Cell.function_key``),
-    each the smallest cell text over ``ops`` that computes it, in text order (32 over
-    {skip, conv3x3}, whose 64 cells compute each function twice or more)."""
+    each the smallest cell text over ``ops`` that computes it, in text order (39 over
+    {skip, conv3x3}, whose 64 cells compute many functions more than once)."""
     codes = sorted({op_code(op) for op in ops})
     found: dict[str, Cell] = {}
     for cell in enumerate_cells(codes):  # in increasing text order

@@ -38,7 +38,7 @@ SETTINGS_ATTR = "config_settings"
 _SPIKENAS_KEYS: dict[str, tuple[str, ...] | None] = {
     "dataset": ("name", "path", "val_fraction", "test_fraction", "frame_size"),
     "space": ("macro", "final_pool"),
-    "score": ("kind", "batch_size", "repeats", "timesteps"),
+    "score": ("kind", "batch_size", "repeats", "inits", "timesteps"),
     "budget": None,
     "hardware": ("profile",),
     "train": None,

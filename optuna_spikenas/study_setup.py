@@ -26,9 +26,18 @@ NOT_SCORED = float("-inf")
 
 
 def candidate_seed(study_seed: int, arch: Architecture) -> int:
-    """Weight-initialisation seed of a candidate: the same architecture always gets the same
-    weights, whichever worker scores it and whenever."""
+    """Training seed of a candidate (initial weights, batch order): the same architecture always
+    trains the same way, whichever worker trains it and whenever."""
     digest = hashlib.sha256(f"{study_seed}|{arch.canonical_key()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def init_seed(study_seed: int, init: int) -> int:
+    """Seed of a study's ``init``-th scoring initialisation, the same for every candidate: with
+    ``snn.network.build_common_network`` candidates share the weights of what they have in
+    common (common random numbers), and a candidate's weights depend on the study seed and its
+    own architecture only."""
+    digest = hashlib.sha256(f"{study_seed}|init {init}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 

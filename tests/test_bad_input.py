@@ -898,9 +898,9 @@ def test_row_score_minus_inf(ws, capsys):
 def test_row_score_nan(ws, capfd, monkeypatch):
     """A scorer that returns NaN: each such trial fails (Optuna's rule for a NaN value) with
     the reason in ``score_error``, and the search goes on to its last trial."""
-    from optuna_spikenas import objective
+    from optuna_spikenas import score
 
-    monkeypatch.setattr(objective, "kernel_score", lambda *args, **kwargs: math.nan)
+    monkeypatch.setattr(score, "sahd_score", lambda *args, **kwargs: math.nan)
     assert main(ws.optimize("--quiet", "--no-artifacts")) == 0
     out, err = capfd.readouterr()
     assert "no architecture within the budget got a finite score" in out

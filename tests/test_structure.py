@@ -5,6 +5,7 @@ read in one sitting unless ``ARCHITECTURE.md`` says why not."""
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 import subprocess
 import sys
@@ -141,15 +142,18 @@ def test_architecture_md_names_only_modules_that_exist():
 
 
 def test_registries_agree():
-    """The names the config accepts are the ones the code implements: proxies (``score.py``'s
-    kernels), samplers (each builds and is described), hardware profiles (the folder)."""
+    """The names the config accepts are the ones the code implements: proxies (each loads, with
+    the arguments of its kind), samplers (each builds and is described), hardware profiles (the folder)."""
     from optuna_spikenas.hardware.imc import PROFILES, load_profile
     from optuna_spikenas.proxy_catalog import SCORE_KINDS
     from optuna_spikenas.sampler_catalog import SAMPLERS
     from optuna_spikenas.samplers import make_sampler, sampler_settings
-    from optuna_spikenas.score import kernel_of
+    from optuna_spikenas.proxy_catalog import PROXIES, proxy_function
 
-    assert all(callable(kernel_of(kind)) for kind in SCORE_KINDS)
+    for kind in SCORE_KINDS:
+        arguments = list(inspect.signature(proxy_function(kind)).parameters)
+        expected = ["network", "batches"] if PROXIES[kind].uses_network else ["arch", "macro"]
+        assert arguments == expected, kind
     from optuna_spikenas.space import SearchSpace
 
     for name in SAMPLERS:

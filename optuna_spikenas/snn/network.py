@@ -9,6 +9,7 @@ t, through the stem, at step t (see ``encode_steps``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import torch
@@ -87,17 +88,9 @@ class SpikingNetwork(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """SNASNet's initialisation: Kaiming-uniform convs (a = 2), unit BN, N(0, 0.01) linears."""
+        """SNASNet's initialisation, drawn from the global random stream in module order."""
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=2)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            init_module(m)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: static ``[B, C, H, W]`` or event frames ``[B, T, C, H, W]``."""
@@ -111,6 +104,20 @@ class SpikingNetwork(nn.Module):
         return total / self.timesteps
 
 
+def init_module(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """SNASNet's initialisation of one module (Kaiming-uniform convs with a = 2, unit BN,
+    N(0, 0.01) linears), drawn from ``generator`` (the global stream when None)."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_uniform_(module.weight, a=2, generator=generator)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 def build_network(arch: Architecture, macro: Macro, timesteps: int = 5, seed: int | None = None):
     """Build the network of ``arch``; with ``seed`` its initial weights depend on nothing else."""
     if seed is None:
@@ -118,3 +125,21 @@ def build_network(arch: Architecture, macro: Macro, timesteps: int = 5, seed: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return SpikingNetwork(arch, macro, timesteps)
+
+
+def build_common_network(arch: Architecture, macro: Macro, timesteps: int, seed: int):
+    """The network of ``arch`` with common random numbers: SNASNet's initialisation, each module
+    drawn from a generator of its own, keyed by ``seed``, the module's name and its weight's
+    shape. Networks built with one seed share the initial weights of every module they have in
+    common (the same place, the same shape): the stem, the head, and any cell and edge op they
+    agree on. Candidates compared this way differ only by what they do not share."""
+    with torch.random.fork_rng(devices=[]):  # the construction's own draws are replaced
+        network = SpikingNetwork(arch, macro, timesteps)
+    for name, module in network.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            key = f"{seed}|{name}|{type(module).__name__}|{tuple(weight.shape)}"
+            digest = hashlib.sha256(key.encode()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            init_module(module, generator)
+    return network
