@@ -14,17 +14,18 @@ study seeds with each scoring variant, and reports per variant:
   architecture (mean over architectures) and that of the architectures' mean scores;
 * ``seconds``: the mean wall time to score one architecture (the cost of the variant).
 
-The variants (``VARIANTS``; ``--variants`` picks some):
+The variants (``VARIANTS``; ``--variants`` picks some; ``AxB`` is B batches of A images):
 
 * ``before``: the scoring before issue 17: one initialisation whose weights are seeded by the
-  (study seed, architecture) pair, so any two candidates have unrelated weights; 2 batches of 64;
-* ``crn``: common random numbers: one initialisation whose weights are keyed by (seed, module,
-  shape), so candidates share the weights of every module they have in common (stem, head,
-  matching edges), and the same 2 batches of 64 (``SpikeNASObjective`` as it scores now);
-* ``crn-inits-K``: the same, averaged over K initialisations (``[score] inits = K``);
-* ``crn-repeats-4`` / ``crn-batch-128``: more batches or larger ones instead of more weights;
-* ``hamming``, ``jacob_cov`` (other proxies at the default setting) and ``params``, ``convs``
-  (counts, exactly reproducible: tau 1 by construction, listed as the naive baselines).
+  (study seed, architecture) pair, so any two candidates have unrelated weights; 64x2;
+* ``crn ...``: common random numbers, as ``SpikeNASObjective`` scores now: initial weights keyed
+  by (initialisation seed, module, shape), so candidates share the weights of every module they
+  have in common (stem, head, matching edges), on the same batches; averaged over ``inits``
+  initialisations; ``crn 32x1, 32 inits`` is the quickstart's setting;
+* ``pooled 64x2, 4 inits`` (not in the default run): the initialisations' kernels averaged
+  before the log-determinant instead of their scores;
+* ``hamming``, ``jacob_cov``: the other network proxies, at 32x1 with 8 inits; ``params`` and
+  ``convs``: the counts, exactly reproducible (tau 1 by construction), the naive baselines.
 
 ``--studies A B`` instead compares two finished studies: Kendall's tau between their scores over
 the architectures both scored (e.g. two quickstart runs that differ only in ``seed``).
@@ -33,7 +34,7 @@ Rerun (from the repository root):
 
     .venv/bin/python benchmarks/score_reliability.py --quick          # a smoke test, ~2 min
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/score_reliability.py --threads 1 \\
-        --json > benchmarks/results/score_reliability.json            # the full run
+        --json > benchmarks/results/score_reliability.json            # the full run, ~25 min
 """
 
 from __future__ import annotations
@@ -58,27 +59,43 @@ from search_speedup import machine_info
 
 from optuna_spikenas.config import Config, load_config
 from optuna_spikenas.objective import SpikeNASObjective
-from optuna_spikenas.score import sahd_score
+from optuna_spikenas.score import (
+    SpikeKernelRecorder,
+    log_abs_det,
+    sahd_kernel,
+    sahd_score,
+    scoring_mode,
+)
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture
 from optuna_spikenas.study_setup import candidate_seed
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "studies" / "quickstart.toml"
+
+
+def _setting(batch: int, repeats: int, inits: int, **extra: Any) -> dict[str, Any]:
+    return {"batch_size": batch, "repeats": repeats, "inits": inits, **extra}
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    "before": {"scheme": "per-candidate"},
-    "crn": {},
-    "crn-inits-2": {"inits": 2},
-    "crn-inits-4": {"inits": 4},
-    "crn-inits-8": {"inits": 8},
-    "crn-repeats-4": {"repeats": 4},
-    "crn-batch-128": {"batch_size": 128},
-    "hamming": {"kind": "hamming"},
-    "jacob_cov": {"kind": "jacob_cov"},
+    "before": _setting(64, 2, 1, scheme="per-candidate"),
+    "crn 64x2": _setting(64, 2, 1),
+    "crn 64x2, 4 inits": _setting(64, 2, 4),
+    "crn 64x2, 8 inits": _setting(64, 2, 8),
+    "crn 64x4": _setting(64, 4, 1),
+    "crn 32x1": _setting(32, 1, 1),
+    "crn 32x1, 8 inits": _setting(32, 1, 8),
+    "crn 32x1, 32 inits": _setting(32, 1, 32),
+    "pooled 64x2, 4 inits": _setting(64, 2, 4, scheme="pooled"),
+    "hamming 32x1, 8 inits": _setting(32, 1, 8, kind="hamming"),
+    "jacob_cov 32x1, 8 inits": _setting(32, 1, 8, kind="jacob_cov"),
     "params": {"kind": "params"},
     "convs": {"kind": "convs"},
 }
-"""Each variant's ``[score]`` settings over the config's (``scheme``: how weights are drawn)."""
-QUICK = dict(archs=8, seeds=(0, 1), variants=("before", "crn", "crn-inits-2", "convs"))
+"""Each variant's ``[score]`` settings (``scheme``: how weights are drawn; ``AxB``: B batches of
+A images). The quickstart scores like ``crn 32x1, 32 inits``."""
+DEFAULT_VARIANTS = [name for name in VARIANTS if not name.startswith("pooled")]
+QUICK = dict(archs=8, seeds=(0, 1), variants=("before", "crn 32x1", "crn 32x1, 8 inits", "convs"))
 
 
 def log(message: str) -> None:
@@ -96,6 +113,25 @@ class PerCandidateWeights(SpikeNASObjective):
         return sahd_score(network, self.batches)
 
 
+class PooledKernels(SpikeNASObjective):
+    """SAHD with the kernels of every initialisation averaged before the log-determinant (per
+    batch), instead of averaging the initialisations' scores."""
+
+    def score(self, arch: Architecture) -> float:
+        networks = [self.build(arch, k) for k in range(len(self.inits))]
+        scores = []
+        for images in self.batches:
+            total, count = None, 0
+            for network in networks:
+                with scoring_mode(network), torch.no_grad():
+                    with SpikeKernelRecorder(network, sahd_kernel) as recorder:
+                        network(images)
+                total = recorder.kernel_sum if total is None else total + recorder.kernel_sum
+                count += recorder.count
+            scores.append(log_abs_det(total / count))
+        return statistics.fmean(scores)
+
+
 def variant_config(config: Config, variant: str, seed: int) -> Config:
     settings = {k: v for k, v in VARIANTS[variant].items() if k != "scheme"}
     return dataclasses.replace(
@@ -105,8 +141,9 @@ def variant_config(config: Config, variant: str, seed: int) -> Config:
 
 def score_all(config: Config, variant: str, archs: list[Architecture], device: str):
     """Each architecture's score under ``config`` and the mean seconds per architecture."""
-    per_candidate = VARIANTS[variant].get("scheme") == "per-candidate"
-    objective = (PerCandidateWeights if per_candidate else SpikeNASObjective)(config, device)
+    scheme = VARIANTS[variant].get("scheme")
+    kind = {"per-candidate": PerCandidateWeights, "pooled": PooledKernels}.get(scheme)
+    objective = (kind or SpikeNASObjective)(config, device)
     objective.score(archs[0])  # untimed warm-up: first-call overheads
     start = time.perf_counter()
     scores = [objective.score(arch) for arch in archs]
@@ -207,11 +244,12 @@ def print_table(result: dict[str, Any]) -> None:
         f"{m['cpu_model']}, torch {m['torch']}, {m['torch_threads']} thread(s); other processes "
         f"took {result['contention'].get('other_processes_cpu_share', '?')} of the CPU"
     )
-    print(f"{'variant':<16}{'tau':>8}{'min':>8}{'max':>8}{'sd in':>8}{'sd across':>11}{'s/arch':>9}")
+    header = ("tau", "min", "max", "sd in")
+    print(f"{'variant':<26}{''.join(f'{h:>8}' for h in header)}{'sd across':>11}{'s/arch':>9}")
     for name, v in result["variants"].items():
         tau = "n/a" if v["tau"] is None else f"{v['tau']:.3f}"
         print(
-            f"{name:<16}{tau:>8}{v['tau_min']:>8.3f}{v['tau_max']:>8.3f}{v['sd_within']:>8.2f}"
+            f"{name:<26}{tau:>8}{v['tau_min']:>8.3f}{v['tau_max']:>8.3f}{v['sd_within']:>8.2f}"
             f"{v['sd_across']:>11.2f}{v['seconds']:>9.3f}"
         )
 
@@ -222,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archs", type=int, default=30)
     parser.add_argument("--arch-seed", type=int, default=2024, help="draws the architectures")
     parser.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2))
-    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS, metavar="NAME"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="8 architectures, 2 seeds, 4 variants")

@@ -46,7 +46,7 @@ ROOTS: dict[str, tuple[Any, ...]] = {
 """Per search space, what ``build_model`` calls; everything else follows from their source."""
 
 DROP: dict[Any, tuple[str, ...]] = {
-    Cell: ("from_edges", "count_ops", "is_valid", "canonical"),
+    Cell: ("from_edges", "count_ops", "is_valid", "canonical", "function_key", "_merged_labels"),
     Architecture: ("is_valid", "canonical", "canonical_key"),
     Macro: ("for_data",),
     AutoSNNArchitecture: ("params", "from_params"),

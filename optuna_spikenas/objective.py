@@ -35,8 +35,8 @@ from optuna_spikenas.config import Config, require_config
 from optuna_spikenas.data import batch_for_scoring
 from optuna_spikenas.hardware.imc import load_profile
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
-from optuna_spikenas.quantize import FLOAT_BITS, float_weights
 from optuna_spikenas.proxy_catalog import PROXIES
+from optuna_spikenas.quantize import FLOAT_BITS, float_weights
 from optuna_spikenas.snn.network import build_common_network
 from optuna_spikenas.space import Architecture, suggest_architecture
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity

@@ -34,12 +34,16 @@ class Proxy:
 
 
 PROXIES: dict[str, Proxy] = {
-    "sahd": Proxy("optuna_spikenas.score:sahd_score", True, "SNASNet's sparsity-aware Hamming distance"),
-    "hamming": Proxy("optuna_spikenas.score:hamming_score", True, "plain Hamming kernel (SNASNet's ablation)"),
-    "jacob_cov": Proxy("optuna_spikenas.proxies.jacob_cov:jacob_cov_score", True, "Jacobian covariance (Mellor et al. 2020)"),
-    "params": Proxy("optuna_spikenas.proxies.params:params_score", False, "parameter count (baseline)"),
-    "convs": Proxy("optuna_spikenas.proxies.convs:convs_score", False, "conv edges on an input-output path (baseline)"),
-}  # fmt: skip
+    "sahd": Proxy("optuna_spikenas.score:sahd_score", True, "sparsity-aware Hamming (SNASNet)"),
+    "hamming": Proxy("optuna_spikenas.score:hamming_score", True, "plain Hamming (the ablation)"),
+    "jacob_cov": Proxy(
+        "optuna_spikenas.proxies.jacob_cov:jacob_cov_score", True, "Jacobian covariance (NASWOT v1)"
+    ),
+    "params": Proxy("optuna_spikenas.proxies.params:params_score", False, "parameter count"),
+    "convs": Proxy(
+        "optuna_spikenas.proxies.convs:convs_score", False, "convs on a path to the out"
+    ),
+}
 """Each proxy of ``[score] kind``, by name."""
 
 SCORE_KINDS: tuple[str, ...] = tuple(PROXIES)

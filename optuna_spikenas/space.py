@@ -229,7 +229,7 @@ def _canonical_text(
     for orders in itertools.product(*(itertools.permutations(g) for g in groups.values())):
         name = {k: "abcdefgh"[i] for i, k in enumerate(itertools.chain(*orders))}
 
-        def term(ref: int, pools: int, n: int) -> str:
+        def term(ref: int, pools: int, n: int, name: dict[int, str] = name) -> str:
             text = "x" if ref < 0 else name[ref]
             for _ in range(pools):
                 text = f"{OPS[AVGPOOL3X3]}({text})"

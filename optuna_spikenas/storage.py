@@ -15,7 +15,7 @@ import copy
 import json
 import os
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
@@ -267,7 +267,7 @@ class WorkerRecordingJournalStorage(JournalStorage):
                 number=-1,
                 state=TrialState.RUNNING,
                 value=None,
-                datetime_start=datetime.now(tz=timezone.utc),
+                datetime_start=datetime.now(tz=UTC),
                 datetime_complete=None,
                 params={},
                 distributions={},

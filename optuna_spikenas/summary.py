@@ -61,6 +61,35 @@ def print_cell_by_cell_result(study: optuna.Study, sampler: CellByCellSampler) -
         print(f"  hardware       {hardware_costs(final.user_attrs)}")
 
 
+def spread_note(attrs: dict) -> str:
+    """`` (spread 0.84 over 4 initialisations)`` for a trial scored more than once, else ''."""
+    if "score_spread" not in attrs:
+        return ""
+    return (
+        f" (spread {attrs['score_spread']:.4f} over {len(attrs['score_per_init'])} initialisations)"
+    )
+
+
+def runner_up_within_spread(
+    best: optuna.trial.FrozenTrial, feasible: list[optuna.trial.FrozenTrial]
+) -> str | None:
+    """A line when the best other architecture scores closer to the best than the best's
+    score spreads over its initialisations: the search cannot tell the two apart."""
+    spread = best.user_attrs.get("score_spread")
+    canonical = best.user_attrs.get("canonical")
+    others = [t for t in feasible if t.user_attrs.get("canonical") != canonical]
+    if spread is None or not others:
+        return None
+    second = max(others, key=lambda t: t.values[0])
+    gap = best.values[0] - second.values[0]
+    if gap >= spread:
+        return None
+    return (
+        f"  runner-up     trial {second.number} scores {gap:.4f} less, within the best's spread "
+        f"({spread:.4f}): the score does not tell these two apart; train both to choose"
+    )
+
+
 def hardware_costs(attrs: dict) -> str:
     return (
         f"{attrs['area_mm2']:.3f} mm², {attrs['latency_ms']:.3f} ms, {attrs['energy_uj']:.3f} µJ "
@@ -101,7 +130,10 @@ def print_summary(study: optuna.Study, url: str, study_name: str) -> None:
         what = "fitness" if len(study.directions) == 1 else "accuracy"
     else:  # the score, or the accuracy alone ([train] objectives = "accuracy")
         what = "accuracy" if len(study.directions) == 1 and "score" in attrs else "score"
-    print(f"best trial {best.number}: {what} {first_value(best):.4f}")
+    print(f"best trial {best.number}: {what} {first_value(best):.4f}{spread_note(attrs)}")
+    close = runner_up_within_spread(best, feasible) if what == "score" else None
+    if close is not None:
+        print(close)
     width = f"  (width {attrs['width']})" if "width" in attrs else ""
     print(f"  architecture  {attrs['architecture']}{width}")
     print(

@@ -466,7 +466,7 @@ ROWS: dict[str, Row] = {
                 "search": {"sampler": "cellbycell", "n_trials": DELETE},
             }
         ),
-        ("no candidate fits the budget", "64 cells over skip, conv3x3"),
+        ("no candidate fits the budget", "39 cells over skip, conv3x3"),
     ),
     # datasets
     "dataset-npz-missing": Row(
@@ -556,6 +556,10 @@ ROWS: dict[str, Row] = {
     ),
     "score-repeats-out-of-memory": Row(
         bad_config({"score": {"repeats": 10**12}}), ("[score] repeats", "more than this machine")
+    ),
+    "score-inits-too-many": Row(
+        bad_config({"score": {"inits": 1000}}),
+        ("[score] inits must be at most 64 (each scores every candidate once more), got 1000",),
     ),
     "score-device-cuda-without-gpu": Row(
         flags("--device", "cuda"), ("device 'cuda'", "no CUDA GPU"), without_gpu=True

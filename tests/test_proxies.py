@@ -193,3 +193,36 @@ def test_inits_beyond_the_limit_are_refused():
     with pytest.raises(ConfigError, match=r"\[score\] inits"):
         config_from_dict(tiny(inits=0))
     assert replace(config_from_dict(tiny(inits=4)).score).inits == 4
+
+
+# --- the search reports its uncertainty -------------------------------------------------------
+
+
+def scored_trial(value: float, canonical: str, spread: float | None = None):
+    attrs = {
+        "feasible": True,
+        "canonical": canonical,
+        "architecture": canonical,
+        "parameters": 100,
+        "memory_bits": 3200,
+        "weight_bits": 32,
+    }
+    if spread is not None:
+        attrs |= {"score_spread": spread, "score_per_init": [value - spread, value + spread]}
+    return optuna.trial.create_trial(value=value, user_attrs=attrs)
+
+
+@pytest.mark.parametrize(("runner_up", "close"), [(-10.5, True), (-12.0, False)])
+def test_summary_says_when_the_runner_up_is_within_the_best_scores_spread(
+    runner_up, close, capsys
+):
+    from optuna_spikenas.summary import print_summary
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(scored_trial(-10.0, "A @ 4", spread=0.8))
+    study.add_trial(scored_trial(-10.0, "A @ 4"))  # a duplicate of the best: not a rival
+    study.add_trial(scored_trial(runner_up, "B @ 4"))
+    print_summary(study, "sqlite:///x.db", "x")
+    out = capsys.readouterr().out
+    assert "best trial 0: score -10.0000 (spread 0.8000 over 2 initialisations)" in out
+    assert ("trial 2 scores 0.5000 less, within the best's spread" in out) is close

@@ -143,12 +143,12 @@ def test_architecture_md_names_only_modules_that_exist():
 
 def test_registries_agree():
     """The names the config accepts are the ones the code implements: proxies (each loads, with
-    the arguments of its kind), samplers (each builds and is described), hardware profiles (the folder)."""
+    the arguments of its kind), samplers (each builds and is described), hardware profiles (the
+    folder)."""
     from optuna_spikenas.hardware.imc import PROFILES, load_profile
-    from optuna_spikenas.proxy_catalog import SCORE_KINDS
+    from optuna_spikenas.proxy_catalog import PROXIES, SCORE_KINDS, proxy_function
     from optuna_spikenas.sampler_catalog import SAMPLERS
     from optuna_spikenas.samplers import make_sampler, sampler_settings
-    from optuna_spikenas.proxy_catalog import PROXIES, proxy_function
 
     for kind in SCORE_KINDS:
         arguments = list(inspect.signature(proxy_function(kind)).parameters)
