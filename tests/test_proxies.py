@@ -16,6 +16,8 @@ from torch import nn
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
+from test_objective import TINY  # noqa: E402
+
 from optuna_spikenas.config import ConfigError, config_from_dict  # noqa: E402
 from optuna_spikenas.macros import get_macro  # noqa: E402
 from optuna_spikenas.objective import SpikeNASObjective  # noqa: E402
@@ -29,12 +31,6 @@ from optuna_spikenas.snn.network import build_common_network  # noqa: E402
 from optuna_spikenas.space import Architecture, architecture_params  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = {
-    "seed": 3,
-    "dataset": {"name": "digits"},
-    "space": {"macro": "light", "num_cells": [2], "widths": [4]},
-    "score": {"batch_size": 16, "repeats": 1, "timesteps": 2},
-}
 
 
 def tiny(**score) -> dict:
@@ -213,9 +209,7 @@ def scored_trial(value: float, canonical: str, spread: float | None = None):
 
 
 @pytest.mark.parametrize(("runner_up", "close"), [(-10.5, True), (-12.0, False)])
-def test_summary_says_when_the_runner_up_is_within_the_best_scores_spread(
-    runner_up, close, capsys
-):
+def test_summary_says_when_the_runner_up_is_within_the_best_scores_spread(runner_up, close, capsys):
     from optuna_spikenas.summary import print_summary
 
     study = optuna.create_study(direction="maximize")
@@ -226,3 +220,27 @@ def test_summary_says_when_the_runner_up_is_within_the_best_scores_spread(
     out = capsys.readouterr().out
     assert "best trial 0: score -10.0000 (spread 0.8000 over 2 initialisations)" in out
     assert ("trial 2 scores 0.5000 less, within the best's spread" in out) is close
+
+
+def test_a_phases_candidates_share_the_weights_of_the_cells_it_keeps():
+    """Cell-by-cell phase 3: two candidates for cell 3 after the same cells 1 and 2 have
+    identical weights in everything before cell 3, in every initialisation."""
+    config = config_from_dict({**tiny(inits=2), "space": {**TINY["space"], "num_cells": [3]}})
+    objective = SpikeNASObjective(config)
+    prefix = "0303 0030 0003 0000 / 0113 0001 0003 0000"
+    first = Architecture.parse(f"{prefix} / 0111 0013 0001 0000", 3, 4)
+    second = Architecture.parse(f"{prefix} / 0303 0000 0003 0000", 3, 4)
+    for init in range(2):
+        a = objective.build(first, init).state_dict()
+        b = objective.build(second, init).state_dict()
+        cell3 = 12  # body: cell 1, a reduction (6 modules), cell 2, a reduction, cell 3
+        kept = [
+            k
+            for k in a
+            if k.startswith("stem.") or (k.startswith("body.") and int(k.split(".")[1]) < cell3)
+        ]
+        assert any(k.startswith("body.6.ops") for k in kept)  # cell 2's edges
+        assert kept and all(torch.equal(a[k], b[k]) for k in kept)
+        assert not torch.equal(
+            a["stem.0.weight"], objective.build(first, 1 - init).state_dict()["stem.0.weight"]
+        )
