@@ -250,8 +250,13 @@ def _canonical_text(
 @functools.cache
 def _forward_representatives() -> dict[str, Cell]:
     """Each forward function's smallest cell (by text) over the full op set."""
+    return _first_per_function(tuple(range(len(OPS))))
+
+
+def _first_per_function(codes: Sequence[int]) -> dict[str, Cell]:
+    """The first valid forward cell over ``codes`` (in increasing text order) of each function."""
     found: dict[str, Cell] = {}
-    for cell in enumerate_cells():  # in increasing text order
+    for cell in enumerate_cells(codes):
         if cell.is_valid():
             found.setdefault(cell.function_key(), cell)
     return found
@@ -322,11 +327,7 @@ def distinct_cells(ops: Sequence[str | int]) -> list[Cell]:
     each the smallest cell text over ``ops`` that computes it, in text order (39 over
     {skip, conv3x3}, whose 64 cells compute many functions more than once)."""
     codes = sorted({op_code(op) for op in ops})
-    found: dict[str, Cell] = {}
-    for cell in enumerate_cells(codes):  # in increasing text order
-        if cell.is_valid():
-            found.setdefault(cell.function_key(), cell)
-    return sorted(found.values(), key=str)
+    return sorted(_first_per_function(codes).values(), key=str)
 
 
 # --- Optuna parameters ---------------------------------------------------------------------
