@@ -2,9 +2,10 @@
 
 The search runs in phases k = 2 ... max_cells. Its candidates are the valid cells over the pruned
 op set, one per distinct function (``space.distinct_cells``: the 2^6 = 64 cells over
-``{skip, conv3x3}`` compute 39 functions). In phase 2 a candidate fills cells 1 and 2; in phase k > 2 cells 1 ... k-1 keep the cells already chosen and the candidate
-fills cell k. A candidate whose network would exceed the memory budget is dropped before the
-phase starts, so it is never built, scored or even proposed. When every candidate of a phase has
+``{skip, conv3x3}`` compute 39 functions). In phase 2 a candidate fills cells 1 and 2; in phase
+k > 2 cells 1 ... k-1 keep the cells already chosen and the candidate fills cell k. A candidate
+whose network would exceed the memory budget is dropped before the phase starts, so it is never
+built, scored or even proposed. When every candidate of a phase has
 been scored, the best-scoring one is fixed and the network grows by one cell, while the budget
 allows and until ``max_cells``.
 
