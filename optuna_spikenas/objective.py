@@ -113,18 +113,13 @@ class SpikeNASObjective:
             return reuse_values(trial, previous)
         start = time.perf_counter()
         if not self.proxy.uses_network:  # a count from the architecture: no network
-            score = self.proxy_function(arch.canonical(), self.macro)
+            score = self.score(arch)
             trial.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
             return self._scored(trial, arch, score)
-        values: list[float] = []
         network = self.build(arch)
         with ActivityCounter(network) as counter:  # spikes of the scoring passes, no extra pass
             try:
-                values.append(self.score_network(network, arch))
-                values += [
-                    self.score_network(self.build(arch, k), arch, k)
-                    for k in range(1, len(self.inits))
-                ]
+                values = self.scores_per_init(arch, network)
             except FloatingPointError as err:  # NaN: Optuna fails the trial, the search goes on
                 trial.set_user_attr("score_error", str(err))
                 return self._values(math.nan, math.nan)
@@ -198,9 +193,14 @@ class SpikeNASObjective:
         (deterministic for a given config)."""
         if not self.proxy.uses_network:
             return float(self.proxy_function(arch.canonical(), self.macro))
-        return statistics.fmean(
-            self.score_network(self.build(arch, k), arch, k) for k in range(len(self.inits))
-        )
+        return statistics.fmean(self.scores_per_init(arch, self.build(arch)))
+
+    def scores_per_init(self, arch: Architecture, first: torch.nn.Module) -> list[float]:
+        """The network proxy's value at every initialisation of ``arch``; ``first`` is
+        ``build(arch)`` (initialisation 0), passed in so that a caller can watch it."""
+        return [self.score_network(first, arch)] + [
+            self.score_network(self.build(arch, k), arch, k) for k in range(1, len(self.inits))
+        ]
 
     def score_network(self, network: torch.nn.Module, arch: Architecture, init: int = 0) -> float:
         """The proxy's value on ``network``, freshly built by ``build(arch, init)``; any random

@@ -215,6 +215,7 @@ def _canonical_text(
     """The least text of a forward cell's conv instances and output over the ways of naming
     its convs; only convs that look alike (same op, same input up to naming) are permuted."""
 
+    @functools.cache
     def looks(k: int) -> str:  # a conv's text with the convs it reads unnamed
         code, terms = convs[k]
         inputs = sorted(

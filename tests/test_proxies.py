@@ -37,7 +37,7 @@ def tiny(**score) -> dict:
     return {**TINY, "score": {**TINY["score"], **score}}
 
 
-def light(arch_cells: int = 2):
+def light():
     return get_macro("light").for_data(1, 8, 10)
 
 
