@@ -20,14 +20,17 @@ Settings:
 
 1. ``quickstart``: read from ``studies/quickstart.toml`` through ``load_config`` and the
    objective's own dataset and batches (macro ``light`` fitted to Animal-MNIST 1x28x28,
-   10 classes, width 16, 2 cells, batch 64, T = 5): the README's job.
+   10 classes, width 16, 2 cells, batch 32, T = 5): the README's job.
 2. ``snasnet-cifar10``: SNASNet's CIFAR10 macro at its real width 256 (2 cells, T = 5), on
    random-normal 3x32x32 images. SNASNet scores batches of 256 on a GPU; on a CPU the batch is
    small (``--snasnet-batch``, default 8; 2 with ``--quick``).
 
-Architectures: SNASNet's released CIFAR10 cell ``0303 0030 2002 0200``, its CIFAR100 cell
-``0302 0030 3003 0000`` (both have backward edges), then seeded random valid forward cells; the
-first ``--archs`` of this list are used, shared by every network cell. Each network is warmed up
+Architectures, the first ``--archs`` of a list, shared by every network cell: for ``quickstart``,
+seeded random valid forward cells (the quickstart searches forward cells only, so its networks run
+as the study runs them); for ``snasnet-cifar10``, SNASNet's released CIFAR10 cell
+``0303 0030 2002 0200`` and CIFAR100 cell ``0302 0030 3003 0000`` (both have backward edges), then
+seeded random forward cells. Networks run in the step mode the study would use on the device
+(``SpikingNetwork``'s ``"auto"``: one timestep at a time on the CPU). Each network is warmed up
 once (one untimed score) before timing. Per repeat and architecture the forward and the score are
 timed back to back, their order alternating, so that a change of machine load hits both.
 
@@ -66,7 +69,7 @@ import torch
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
-from machine_load import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
+from machine_load import busy_cpu_seconds, cpu_model, own_cpu_seconds  # noqa: E402
 from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas import score as score_module  # noqa: E402
@@ -159,21 +162,23 @@ KERNEL_KINDS = ("sahd", "hamming")
 
 
 def kernel_of(kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``score.py``'s kernel of ``kind``, looked up at each call (so the timers can wrap it)."""
+    """``score.py``'s kernel of ``kind`` (the key of its batched form in ``BATCHED_KERNELS``)."""
     return getattr(score_module, f"{kind}_kernel")  # type: ignore[no-any-return]
 
 
 @contextmanager
 def timed_score_parts(sync: Callable[[], None]) -> Iterator[dict[str, float] | None]:
-    """Wrap the scorer's kernel functions and ``log_abs_det`` with timers while inside.
+    """Wrap the scorer's parts with timers while inside: ``count_spikes`` (the Gram matrices,
+    one batched matmul per neuron call) and the batched kernels of ``BATCHED_KERNELS`` (the
+    ``B x B`` arithmetic) are ``kernel``; ``log_abs_det`` is ``logdet``.
 
-    Yields ``{"kernel": s, "logdet": s, "pairs": n}`` (filled in by the calls), or None when
-    ``optuna_spikenas.score`` no longer has the names this relies on.
+    Yields ``{"kernel": s, "logdet": s, "pairs": n}`` (``pairs``: the (layer, timestep) maps
+    counted), or None when ``optuna_spikenas.score`` no longer has the names this relies on.
     """
-    names = [f"{kind}_kernel" for kind in KERNEL_KINDS]
-    kernels = {name: getattr(score_module, name, None) for name in names}
+    counter = getattr(score_module, "count_spikes", None)
+    batched = getattr(score_module, "BATCHED_KERNELS", None)
     logdet = getattr(score_module, "log_abs_det", None)
-    if any(fn is None for fn in kernels.values()) or logdet is None:
+    if counter is None or batched is None or logdet is None:
         yield None
         return
     totals = {"kernel": 0.0, "logdet": 0.0, "pairs": 0.0}
@@ -185,20 +190,22 @@ def timed_score_parts(sync: Callable[[], None]) -> Iterator[dict[str, float] | N
             out = fn(*args, **kwargs)
             sync()
             totals[key] += time.perf_counter() - start
-            if key == "kernel":
-                totals["pairs"] += 1
+            if fn is counter:
+                totals["pairs"] += int(args[0].shape[0])
             return out
 
         return timed
 
-    for name, fn in kernels.items():  # kernel_of looks each kernel up by name at each call
-        setattr(score_module, name, wrap(fn, "kernel"))
+    saved = dict(batched)
+    score_module.count_spikes = wrap(counter, "kernel")  # looked up by name at each call
+    for kernel, fn in saved.items():
+        batched[kernel] = wrap(fn, "kernel")
     score_module.log_abs_det = wrap(logdet, "logdet")
     try:
         yield totals
     finally:
-        for name, fn in kernels.items():
-            setattr(score_module, name, fn)
+        score_module.count_spikes = counter
+        batched.update(saved)
         score_module.log_abs_det = logdet
 
 
@@ -364,8 +371,8 @@ def quickstart_setting(device: torch.device, archs: int) -> Setting:
             f"the study scores {config.score.repeats} batches per candidate"
         ),
         archs=[
-            (label, Architecture((cell,) * num_cells, width))
-            for label, cell in candidate_cells(archs, SEED)
+            (f"random forward {k + 1}", Architecture((cell,) * num_cells, width))
+            for k, cell in enumerate(random_forward_cells(archs, SEED))
         ],
     )
 
@@ -397,16 +404,6 @@ def snasnet_setting(batch_size: int, archs: int) -> Setting:
 
 
 # --- machine and output ----------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float] | None:

@@ -51,7 +51,7 @@ from typing import Any
 
 import optuna
 import torch
-from machine_load import Probe
+from machine_load import Probe, cpu_model
 
 from optuna_spikenas.config import config_from_dict, load_config
 from optuna_spikenas.objective import SpikeNASObjective
@@ -264,13 +264,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return {
-        "cpu_model": models[0] if models else platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

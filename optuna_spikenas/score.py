@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 import torch
@@ -38,7 +39,12 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 from spikingjelly.activation_based import functional, neuron  # noqa: E402
 
 __all__ = [
+    "BATCHED_KERNELS",
     "Kernel",
+    "SpikeCounts",
+    "count_spikes",
+    "hamming_kernels",
+    "sahd_kernels",
     "SpikeKernelRecorder",
     "hamming_kernel",
     "hamming_score",
@@ -57,33 +63,90 @@ _EPS = 1e-3
 _FLOAT32_EXACT_LIMIT = 2**24
 
 
-def _binary_gram(spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Flatten ``spikes [B, ...]`` to ``x ∈ {0,1}^(B×N)`` (``x = spikes > 0``).
+@dataclass(frozen=True)
+class SpikeCounts:
+    """What every kernel of the Hamming family needs from ``M`` spike maps of ``B`` samples:
+    ``gram [M, B, B]`` (``x xᵀ``: units where both samples spike), ``row_sums [M, B]`` (spikes
+    per sample) and ``units [M]`` (``N`` of each map), all float64."""
 
-    Returns ``(G, s, N)`` with ``G = x xᵀ`` (float64 ``[B,B]``: the number of units where both
-    samples spike) and ``s`` the float64 row sums (spike counts per sample).
+    gram: torch.Tensor
+    row_sums: torch.Tensor
+    units: torch.Tensor
+
+    def hamming_distances(self) -> torch.Tensor:
+        """``d_H(i,j) = s_i + s_j − 2·(x xᵀ)_ij``, ``[M, B, B]``."""
+        s = self.row_sums
+        return s[:, :, None] + s[:, None, :] - 2.0 * self.gram
+
+    @staticmethod
+    def concat(parts: Sequence[SpikeCounts]) -> SpikeCounts:
+        return SpikeCounts(
+            torch.cat([p.gram for p in parts]),
+            torch.cat([p.row_sums for p in parts]),
+            torch.cat([p.units for p in parts]),
+        )
+
+
+def count_spikes(spikes: torch.Tensor, binary: bool = False) -> SpikeCounts:
+    """``SpikeCounts`` of ``spikes [M, B, ...]`` (``M`` maps, e.g. the T steps of one layer;
+    a value ``> 0`` is a spike), with one batched matmul for all ``M`` maps.
+
+    ``binary`` says the values are already exactly 0 and 1 (a neuron's spikes), so they are
+    used as they are; otherwise ``x = (spikes > 0)`` is written into the matmul's dtype. The
+    Gram matrices are computed in float32 where that is exact (fewer than 2**24 units),
+    float64 otherwise; ``s_i = (x xᵀ)_ii`` since ``x`` is binary. The units are taken in
+    memory order (a channels-last map is not copied): ``x xᵀ`` and ``s`` do not depend on it.
     """
+    if spikes.dim() < 3:
+        raise ValueError(f"spikes must have shape [M, B, ...], got {tuple(spikes.shape)}")
+    flat = _units_in_memory_order(spikes.detach())
+    n_units = flat.shape[2]
+    if n_units == 0:
+        raise ValueError("spikes have no units (N = 0)")
+    mm_dtype = torch.float32 if n_units < _FLOAT32_EXACT_LIMIT else torch.float64
+    if binary and flat.dtype == mm_dtype:
+        x = flat
+    else:
+        x = torch.empty(flat.shape, dtype=mm_dtype, device=flat.device)
+        torch.gt(flat, 0, out=x)
+    gram = torch.bmm(x, x.transpose(1, 2)).to(torch.float64)
+    row_sums = torch.diagonal(gram, dim1=1, dim2=2)
+    units = torch.full((x.shape[0],), float(n_units), dtype=torch.float64, device=x.device)
+    return SpikeCounts(gram, row_sums, units)
+
+
+def _units_in_memory_order(spikes: torch.Tensor) -> torch.Tensor:
+    """``spikes [M, B, ...]`` as ``[M, B, N]``, the trailing dims flattened in the order they
+    lie in memory (a view where the layout allows, e.g. channels-last)."""
+    strides = spikes.stride()
+    trailing = sorted(range(2, spikes.dim()), key=lambda d: -strides[d])
+    return spikes.permute(0, 1, *trailing).reshape(spikes.shape[0], spikes.shape[1], -1)
+
+
+def sahd_kernels(counts: SpikeCounts) -> torch.Tensor:
+    """SNASNet's sparsity-aware Hamming kernel of each map, ``[M, B, B]``::
+
+        r_i = s_i / N,  E[d_H(i,j)] = N·(r_i·(1 − r_j) + (1 − r_i)·r_j)
+        K(i,j) = N − 0.5·d_H(i,j) / (E[d_H(i,j)] + 1e−3)
+    """
+    n = counts.units[:, None, None]
+    rate = counts.row_sums / counts.units[:, None]
+    r_i, r_j = rate[:, :, None], rate[:, None, :]
+    expected = n * (r_i * (1.0 - r_j) + (1.0 - r_i) * r_j)
+    return n - 0.5 * counts.hamming_distances() / (expected + _EPS)
+
+
+def hamming_kernels(counts: SpikeCounts) -> torch.Tensor:
+    """The plain Hamming kernel of each map, ``K(i,j) = N − d_H(i,j)``, ``[M, B, B]``."""
+    return counts.units[:, None, None] - counts.hamming_distances()
+
+
+def _one_map(spikes: torch.Tensor) -> SpikeCounts:
     if spikes.dim() < 2:
         raise ValueError(
             f"spikes must have shape [B, ...] with at least 2 dims, got {spikes.shape}"
         )
-    flat = spikes.detach().reshape(spikes.shape[0], -1)
-    n_units = flat.shape[1]
-    if n_units == 0:
-        raise ValueError("spikes have no units (N = 0)")
-    # The matmul runs in float32 where that is exact, float64 otherwise.
-    mm_dtype = torch.float32 if n_units < _FLOAT32_EXACT_LIMIT else torch.float64
-    x = (flat > 0).to(mm_dtype)
-    gram = (x @ x.T).to(torch.float64)
-    row_sums = x.sum(dim=1, dtype=torch.float64)
-    return gram, row_sums, n_units
-
-
-def _hamming_distances(spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``d_H(i,j) = s_i + s_j − 2·(x xᵀ)_ij`` with one matmul. Returns ``(d_H, s, N)``."""
-    gram, row_sums, n_units = _binary_gram(spikes)
-    d_h = row_sums[:, None] + row_sums[None, :] - 2.0 * gram
-    return d_h, row_sums, n_units
+    return count_spikes(spikes.unsqueeze(0))
 
 
 def sahd_kernel(spikes: torch.Tensor) -> torch.Tensor:
@@ -98,11 +161,7 @@ def sahd_kernel(spikes: torch.Tensor) -> torch.Tensor:
 
     Returns the float64 ``[B, B]`` kernel on the device of ``spikes``.
     """
-    d_h, row_sums, n_units = _hamming_distances(spikes)
-    rate = row_sums / n_units
-    r_i, r_j = rate[:, None], rate[None, :]
-    expected = n_units * (r_i * (1.0 - r_j) + (1.0 - r_i) * r_j)
-    return n_units - 0.5 * d_h / (expected + _EPS)
+    return sahd_kernels(_one_map(spikes))[0]
 
 
 def hamming_kernel(spikes: torch.Tensor) -> torch.Tensor:
@@ -114,8 +173,15 @@ def hamming_kernel(spikes: torch.Tensor) -> torch.Tensor:
 
     i.e. the number of units on which samples ``i`` and ``j`` agree. Returns float64 ``[B, B]``.
     """
-    d_h, _, n_units = _hamming_distances(spikes)
-    return n_units - d_h
+    return hamming_kernels(_one_map(spikes))[0]
+
+
+BATCHED_KERNELS: dict[Kernel, Callable[[SpikeCounts], torch.Tensor]] = {
+    sahd_kernel: sahd_kernels,
+    hamming_kernel: hamming_kernels,
+}
+"""The batched form of each built-in kernel: the recorder counts spikes as they come (one
+matmul per neuron call, all its timesteps at once) and computes every kernel in one go."""
 
 
 def log_abs_det(kernel: torch.Tensor) -> float:
@@ -134,35 +200,56 @@ class SpikeKernelRecorder:
     """Context manager accumulating spike kernels from every spikingjelly neuron of a module.
 
     On entry a forward hook is registered on each ``spikingjelly.activation_based.neuron.BaseNode``
-    (LIFNode, IFNode, ...) inside ``module``. Each call of a single-step neuron is one
-    (layer, timestep) pair: its output spikes ``[B, ...]`` give ``K_layer = kernel(spikes)``
-    (:func:`sahd_kernel` by default, or :func:`hamming_kernel`), added to ``kernel_sum``, and
-    ``count`` goes up by one. A multi-step neuron (``step_mode == "m"``,
-    output ``[T, B, ...]``) contributes its ``T`` timesteps as ``T`` pairs. The hooks are
-    removed on exit; ``mean_kernel()`` is ``kernel_sum / count``.
+    (LIFNode, IFNode, ...) inside ``module``. Each timestep of each neuron call is one
+    (layer, timestep) pair: a single-step neuron's output ``[B, ...]`` is one, a multi-step
+    neuron's (``step_mode == "m"``, output ``[T, B, ...]``) is ``T``. Each pair's kernel
+    ``K_layer = kernel(spikes)`` (:func:`sahd_kernel` by default, or :func:`hamming_kernel`) is
+    added to ``kernel_sum`` and ``count`` goes up by one; ``mean_kernel()`` is
+    ``kernel_sum / count``. The hooks are removed on exit.
+
+    For the built-in kernels (``BATCHED_KERNELS``) a call only counts spikes (one batched
+    matmul over its timesteps) and the kernels are computed together when ``kernel_sum`` is
+    first read; any other kernel is called once per pair as the spikes come.
     """
 
     def __init__(self, module: nn.Module, kernel: Kernel = sahd_kernel) -> None:
         self.kernel = kernel
         self.module = module
-        self.kernel_sum: torch.Tensor | None = None
         self.count = 0
+        self._batched = BATCHED_KERNELS.get(kernel)
+        self._pending: list[SpikeCounts] = []
+        self._sum: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def _add(self, spikes: torch.Tensor) -> None:
-        kernel = self.kernel(spikes)
-        self.kernel_sum = kernel if self.kernel_sum is None else self.kernel_sum + kernel
-        self.count += 1
+    @property
+    def kernel_sum(self) -> torch.Tensor | None:
+        """``Σ K_layer`` over the pairs recorded so far (None before the first)."""
+        if self._pending:
+            assert self._batched is not None
+            total = self._batched(SpikeCounts.concat(self._pending)).sum(dim=0)
+            self._sum = total if self._sum is None else self._sum + total
+            self._pending.clear()
+        return self._sum
+
+    def _add(self, steps: torch.Tensor, binary: bool) -> None:
+        """Record the maps ``steps [S, B, ...]`` (``binary``: exact 0.0 / 1.0 spikes)."""
+        self.count += steps.shape[0]
+        if self._batched is not None:
+            self._pending.append(count_spikes(steps, binary))
+            return
+        for spikes in steps:
+            kernel = self.kernel(spikes)
+            self._sum = kernel if self._sum is None else self._sum + kernel
 
     def _hook(self, node: nn.Module, inputs: tuple[object, ...], output: object) -> None:
         spikes = output[0] if isinstance(output, tuple) else output
         if not isinstance(spikes, torch.Tensor):
             raise TypeError(f"{type(node).__name__} returned {type(spikes).__name__}, not a tensor")
-        if getattr(node, "step_mode", "s") == "m":
-            for step in spikes:
-                self._add(step)
-        else:
-            self._add(spikes)
+        # A neuron whose surrogate fires in its forward (SpikingJelly's default) emits exact
+        # 0.0 / 1.0 spikes, used as they are.
+        binary = bool(getattr(getattr(node, "surrogate_function", None), "spiking", False))
+        multi_step = getattr(node, "step_mode", "s") == "m"
+        self._add(spikes if multi_step else spikes.unsqueeze(0), binary)
 
     def __enter__(self) -> SpikeKernelRecorder:
         for sub in self.module.modules():
@@ -182,9 +269,10 @@ class SpikeKernelRecorder:
 
     def mean_kernel(self) -> torch.Tensor:
         """``K = Σ K_layer / count`` over all recorded (layer, timestep) pairs."""
-        if self.kernel_sum is None or self.count == 0:
+        total = self.kernel_sum
+        if total is None or self.count == 0:
             raise ValueError("network has no spiking neurons")
-        return self.kernel_sum / self.count
+        return total / self.count
 
 
 def sahd_score(network: nn.Module, batches: Sequence[torch.Tensor]) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import weakref
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
@@ -86,13 +87,28 @@ def config_fingerprint(config: Config) -> str:
     return fingerprint(value_settings(config))
 
 
+_SETTLED: weakref.WeakKeyDictionary[optuna.Study, str] = weakref.WeakKeyDictionary()
+"""Per study object, a binding that can no longer change (read once, not on every trial)."""
+
+
 def bound_fingerprint(study: optuna.Study) -> str | None:
     """The fingerprint the study is bound to: its lowest-numbered trial's that has one (None
-    for a study no run of this package has written to yet)."""
+    for a study no run of this package has written to yet).
+
+    Once every trial numbered below that one is finished, no trial can take the binding over
+    (finished trials take no attributes; new trials get higher numbers): it is remembered and
+    the storage is not read again for this study object."""
+    settled = _SETTLED.get(study)
+    if settled is not None:
+        return settled
+    below_finished = True
     for trial in study.get_trials(deepcopy=False):  # in trial-number order
         found = trial.user_attrs.get(FINGERPRINT_ATTR)
         if found is not None:
+            if below_finished:
+                _SETTLED[study] = str(found)
             return str(found)
+        below_finished = below_finished and trial.state.is_finished()
     return None
 
 

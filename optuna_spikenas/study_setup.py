@@ -7,7 +7,10 @@ candidate's seed, the values of a trial that was not scored, and reuse of a dupl
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import threading
+import weakref
 from dataclasses import replace
 
 import optuna
@@ -106,17 +109,54 @@ def reuse_values(trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[fl
     return values[0] if len(values) == 1 else values
 
 
+class _ScoredIndex:
+    """The lowest-numbered completed, scored trial per (canonical form, fingerprint), built
+    from the finished trials of one study; each trial is looked at once, when first seen
+    finished (a finished trial never changes)."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, str], FrozenTrial] = {}
+        self.below = 0  # every trial numbered below this one is finished and indexed
+        self.indexed: set[int] = set()  # finished and indexed trials numbered from ``below`` on
+        self.lock = threading.Lock()  # Optuna's n_jobs runs trials in threads
+
+    def update(self, trials: list[FrozenTrial]) -> None:
+        """Index the finished trials not seen before (``trials`` in trial-number order)."""
+        for trial in trials[bisect.bisect_left(trials, self.below, key=_number) :]:
+            if trial.number in self.indexed or not trial.state.is_finished():
+                continue
+            self.indexed.add(trial.number)
+            attrs = trial.user_attrs
+            canonical, fingerprint = attrs.get("canonical"), attrs.get(FINGERPRINT_ATTR)
+            scored = trial.state == TrialState.COMPLETE and attrs.get("feasible")
+            if scored and isinstance(canonical, str) and isinstance(fingerprint, str):
+                known = self.first.get((canonical, fingerprint))
+                if known is None or trial.number < known.number:
+                    self.first[canonical, fingerprint] = trial
+        while self.below in self.indexed:
+            self.indexed.remove(self.below)
+            self.below += 1
+
+
+_SCORED: weakref.WeakKeyDictionary[optuna.Study, _ScoredIndex] = weakref.WeakKeyDictionary()
+
+
+def _number(trial: FrozenTrial) -> int:
+    return trial.number
+
+
 def find_scored_duplicate(
     study: optuna.Study, canonical_key: str, fingerprint: str
 ) -> FrozenTrial | None:
     """A completed, scored trial of ``study`` whose architecture has this canonical form, made
-    with the same value-defining settings (``study_binding``)."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = t.user_attrs
-        if (
-            attrs.get("canonical") == canonical_key
-            and attrs.get("feasible")
-            and attrs.get(FINGERPRINT_ATTR) == fingerprint
-        ):
-            return t
-    return None
+    with the same value-defining settings (``study_binding``); the lowest-numbered one.
+
+    Each call asks the storage for the study's trials, so that trials other workers finished
+    are seen (Optuna's RDB storage fetches only new and unfinished ones), and indexes only the
+    trials it has not seen finished before: a lookup does not test every trial again."""
+    index = _SCORED.get(study)
+    if index is None:
+        index = _SCORED.setdefault(study, _ScoredIndex())
+    with index.lock:
+        index.update(study.get_trials(deepcopy=False))
+        return index.first.get((canonical_key, fingerprint))

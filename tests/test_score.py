@@ -15,7 +15,9 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 from spikingjelly.activation_based import neuron, surrogate  # noqa: E402
 
 from optuna_spikenas.score import (  # noqa: E402
+    BATCHED_KERNELS,
     SpikeKernelRecorder,
+    count_spikes,
     hamming_kernel,
     hamming_score,
     kernel_score,
@@ -322,3 +324,39 @@ def test_network_without_neurons_raises() -> None:
         sahd_score(network, image_batches())
     with pytest.raises(ValueError):
         sahd_score(TinyConvSNN(), [])
+
+
+def test_spike_counts_do_not_depend_on_layout_or_on_the_binary_shortcut() -> None:
+    generator = torch.Generator().manual_seed(3)
+    spikes = (torch.rand(3, 6, 4, 5, 7, generator=generator) < 0.3).float()  # [M, B, C, H, W]
+    x = spikes.reshape(3, 6, -1).double()
+    expected_gram = x @ x.transpose(1, 2)  # an independent count, in float64
+    channels_last = torch.stack([s.contiguous(memory_format=torch.channels_last) for s in spikes])
+    assert not channels_last.is_contiguous()
+    for layout in (spikes, channels_last):
+        for binary in (False, True):
+            counts = count_spikes(layout, binary)
+            torch.testing.assert_close(counts.gram, expected_gram, rtol=0, atol=0)
+            torch.testing.assert_close(counts.row_sums, x.sum(dim=2), rtol=0, atol=0)
+            assert counts.units.tolist() == [140.0] * 3
+    # Without the shortcut any value > 0 is a spike (and only those).
+    graded = spikes * torch.rand(spikes.shape, generator=generator) - (1 - spikes) * 0.5
+    torch.testing.assert_close(count_spikes(graded).gram, expected_gram, rtol=0, atol=0)
+
+
+def test_recorder_calls_a_kernel_without_batched_form_once_per_map() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def trace_kernel(spikes: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(spikes.shape))
+        return torch.eye(spikes.shape[0], dtype=torch.float64) * float(spikes.sum())
+
+    assert trace_kernel not in BATCHED_KERNELS
+    node = lif()
+    node.step_mode = "m"
+    inputs = 2.0 * torch.rand(4, 5, 9, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), SpikeKernelRecorder(node, trace_kernel) as recorder:
+        spikes = node(inputs)
+    assert calls == [(5, 9)] * 4 and recorder.count == 4
+    expected = torch.eye(5, dtype=torch.float64) * float(spikes.sum()) / 4
+    torch.testing.assert_close(recorder.mean_kernel(), expected)

@@ -117,7 +117,8 @@ class CellByCellSampler(BaseSampler):
         ops: The pruned op set (names or codes).
         max_cells: The largest number of cells the network may grow to.
         width: Channels of the first cell.
-        fits_budget: True when an architecture fits the memory budget (analytic, no network).
+        fits_budget: True when an architecture fits the memory budget (analytic, no network;
+            deterministic: each phase is planned with it once and remembered).
         poll_seconds: How often a waiting trial looks at the storage again.
     """
 
@@ -150,6 +151,8 @@ class CellByCellSampler(BaseSampler):
         )
         self.cells = tuple(distinct_cells(self.ops))
         self._fallback = RandomSampler()
+        self._planned: dict[tuple[int, int, tuple[Cell, ...]], Phase] = {}
+        self._claims: dict[int, dict[str, Any]] = {}  # trial id -> its claim's params, as stored
 
     def mismatches(self, space: SearchSpace, ops: Sequence[str]) -> list[str]:
         """How this sampler's settings contradict an objective's space and ops ([]: none)."""
@@ -164,10 +167,17 @@ class CellByCellSampler(BaseSampler):
 
     # --- what the storage says -------------------------------------------------------------
 
-    def state(self, study: Study, finishing: FrozenTrial | None = None) -> SearchState:
-        """Plan the phases from the trials in storage, as far as their results allow.
-        ``finishing`` is a trial whose result Optuna has not written to storage yet."""
-        trials = study.get_trials(deepcopy=False)
+    def state(
+        self,
+        study: Study,
+        finishing: FrozenTrial | None = None,
+        trials: Sequence[FrozenTrial] | None = None,
+    ) -> SearchState:
+        """Plan the phases from the trials in storage (``trials`` when just read), as far as
+        their results allow. ``finishing`` is a trial whose result Optuna has not written to
+        storage yet."""
+        if trials is None:
+            trials = study.get_trials(deepcopy=False)
         if finishing is not None:
             trials = [finishing if t.number == finishing.number else t for t in trials]
         attempts = _attempts_by_slot(trials)
@@ -195,19 +205,25 @@ class CellByCellSampler(BaseSampler):
         )
 
     def _plan_phase(self, k: int, start: int, prefix: tuple[Cell, ...]) -> Phase:
-        phase = Phase(k, start, prefix, self.cells, self.width)
-        fitting = tuple(
-            c for i, c in enumerate(self.cells) if self.fits_budget(phase.architecture(start + i))
-        )
-        return Phase(k, start, prefix, fitting, self.width)
+        """Phase ``k`` after ``prefix``, its candidates filtered by the budget once (``state``
+        plans the phases again on every look at the storage)."""
+        key = (k, start, prefix)
+        if key not in self._planned:
+            every = Phase(k, start, prefix, self.cells, self.width)
+            fits = [self.fits_budget(every.architecture(start + i)) for i in range(len(self.cells))]
+            fitting = tuple(c for c, ok in zip(self.cells, fits, strict=True) if ok)
+            self._planned[key] = Phase(k, start, prefix, fitting, self.width)
+        return self._planned[key]
 
-    def foreign_trials(self, study: Study) -> list[int]:
+    def foreign_trials(
+        self, study: Study, trials: Sequence[FrozenTrial] | None = None
+    ) -> list[int]:
         """Numbers of trials with a result that this sampler did not make (it needs a study of
         its own: trial numbers are its slots). A failed trial never counts: it may be one of
         ours whose worker died before recording its slot."""
         return [
             t.number
-            for t in study.get_trials(deepcopy=False)
+            for t in (study.get_trials(deepcopy=False) if trials is None else trials)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
             and SLOT_KEY not in t.system_attrs
             and "failed_trial" not in t.system_attrs
@@ -229,6 +245,7 @@ class CellByCellSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         beat_while_sampling(study, trial._trial_id)  # first: the trial exists from now on
+        self._claims.pop(trial._trial_id, None)  # left by an unfinished trial of another storage
         mark_worker(study, trial._trial_id, trial.system_attrs.get(WORKER_KEY))
         if SLOT_KEY in trial.system_attrs or "failed_trial" in trial.system_attrs:
             # A retry made by Optuna's RetryFailedTrialCallback keeps its candidate; it waits
@@ -236,18 +253,22 @@ class CellByCellSampler(BaseSampler):
             # so that it reuses that trial's score instead of scoring the candidate twice.
             self._wait_for_slot_twin(study, trial)
             return
-        if "fixed_params" in trial.system_attrs or self.foreign_trials(study):
+        # one read for this check and the first claim
+        trials: list[FrozenTrial] | None = study.get_trials(deepcopy=False)
+        if "fixed_params" in trial.system_attrs or self.foreign_trials(study, trials):
             raise ValueError(
                 "CellByCellSampler needs a study of its own, and proposes every candidate "
                 "itself: do not enqueue trials or mix samplers in its study"
             )
         while True:
-            slot, arch = self._claim(study, trial)
+            slot, arch = self._claim(study, trial, trials)
+            trials = None
             params: dict[str, Any] = {}
             if arch is not None:
                 params = architecture_params(arch, self.space)
             study._storage.set_trial_system_attr(trial._trial_id, SLOT_KEY, slot)
             study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
+            self._claims[trial._trial_id] = params  # what storage now holds: no read per param
             # Read back: a retry of an orphaned slot taken up by another worker while this trial
             # adopted the slot holds it (it cannot have seen this claim yet); claim again.
             if slot < 0 or slot == trial.number:  # its own slot, or the final network
@@ -255,13 +276,16 @@ class CellByCellSampler(BaseSampler):
             if not _runs_slot(study.get_trials(deepcopy=False), trial, slot, retry=True):
                 return
 
-    def _claim(self, study: Study, trial: FrozenTrial) -> tuple[int, Architecture | None]:
+    def _claim(
+        self, study: Study, trial: FrozenTrial, trials: Sequence[FrozenTrial] | None
+    ) -> tuple[int, Architecture | None]:
         """The slot this trial works on and its architecture, waiting while the phase that
-        holds the trial's own slot cannot be planned yet."""
+        holds the trial's own slot cannot be planned yet (``trials``: the storage as just read,
+        else read here)."""
         announced = False
         while True:
             beat_while_sampling(study, trial._trial_id)
-            state = self.state(study)
+            state, trials = self.state(study, trials=trials), None
             phase = state.phase_of(trial.number)
             if phase is not None:
                 return trial.number, phase.architecture(trial.number)
@@ -327,7 +351,10 @@ class CellByCellSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        params = study._storage.get_trial_system_attrs(trial._trial_id).get(PARAMS_KEY, {})
+        params = self._claims.get(trial._trial_id)  # read once per trial, not once per param
+        if params is None:  # not claimed by this process (a retry keeping its claim): read it
+            attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+            params = self._claims[trial._trial_id] = attrs.get(PARAMS_KEY, {})
         if param_name in params:
             return params[param_name]
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
@@ -339,6 +366,7 @@ class CellByCellSampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
+        self._claims.pop(trial._trial_id, None)
         # Optuna calls this before it stores the trial's result: count it as stored.
         finishing = copy.copy(trial)
         finishing.state = state

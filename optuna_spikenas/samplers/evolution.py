@@ -159,6 +159,7 @@ class EvolutionarySampler(BaseSampler):
         self._index = {name: {c: i for i, c in enumerate(ch)} for name, ch in space.items()}
         self._distributions = {name: CategoricalDistribution(ch) for name, ch in space.items()}
         self._fallback = RandomSampler(seed)
+        self._claims: dict[int, dict[str, Any]] = {}  # trial id -> the origin and params it wrote
 
     @classmethod
     def for_cell_space(cls, space: SearchSpace, **kwargs: Any) -> EvolutionarySampler:
@@ -314,11 +315,13 @@ class EvolutionarySampler(BaseSampler):
         storage.set_trial_system_attr(trial_id, PARENTS_KEY, list(proposal.parents))
         storage.set_trial_system_attr(trial_id, PARAMS_KEY, params)
         storage.set_trial_system_attr(trial_id, GENERATION_KEY, proposal.generation)
+        self._claims[trial_id] = {ORIGIN_KEY: proposal.origin, PARAMS_KEY: params}
 
     # --- Optuna's sampler interface ----------------------------------------------------------
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         beat_while_sampling(study, trial._trial_id)  # first: the trial exists from now on
+        self._claims.pop(trial._trial_id, None)  # a trial id of another storage's study
         mark_worker(study, trial._trial_id, trial.system_attrs.get(WORKER_KEY))
         if study._is_multi_objective() or ORIGIN_KEY in trial.system_attrs:
             return  # refused when it samples (the trial fails); or a retry keeping its claim
@@ -351,7 +354,10 @@ class EvolutionarySampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+        # What before_trial wrote (no read), else one read: a retry keeps its claim.
+        attrs = self._claims.get(trial._trial_id)
+        if attrs is None:
+            attrs = study._storage.get_trial_system_attrs(trial._trial_id)
         if attrs.get(ORIGIN_KEY) in (IDLE, EXHAUSTED):
             what = "search is complete" if attrs[ORIGIN_KEY] == IDLE else "space is exhausted"
             raise TrialPruned(f"the evolutionary {what}: nothing left to propose")
@@ -377,6 +383,7 @@ class EvolutionarySampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
+        self._claims.pop(trial._trial_id, None)
         # Optuna calls this before it stores the trial's result: count it as stored.
         finishing = copy.copy(trial)
         finishing.state, finishing.values = state, values

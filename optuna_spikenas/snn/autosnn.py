@@ -28,13 +28,19 @@ This channel-change rule is AutoSNN's own; with it the paper's CIFAR10 architect
 ``SRB_k5,SRB_k5,skip,SRB_k3,SRB_k5`` has 417,626 parameters at C = 16 on 3x32x32 / 10 classes
 (417,616 weights and BN affines + one learnable leak ``w`` per PLIF layer, which we count).
 
-Neurons are SpikingJelly single-step PLIF nodes (tau0 = 2, threshold 1, hard reset to 0, detached
-reset, ATan surrogate) called once per timestep; call ``functional.reset_net`` after each batch.
+Neurons are SpikingJelly PLIF nodes (``AutoSNNPLIF``: tau0 = 2, threshold 1, hard reset to 0,
+detached reset, ATan surrogate); call ``functional.reset_net`` after each batch. The networks run
+either one timestep at a time through every layer (single-step), or each layer over all T
+timesteps at once (multi-step, ``[T, B, ...]`` tensors, see ``multistep.py``): AutoSNN has no
+backward edges, so both compute the same outputs and spikes (tested); ``step_mode`` picks. Its
+``"auto"`` is measured for these networks: multi-step on a GPU only, since on the CPU AutoSNN's
+blocks train 31 % slower multi-step (SNASNet's cells train faster multi-step: ``network.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -47,13 +53,15 @@ from optuna_spikenas.autosnn_space import (
     check_block,
 )
 from optuna_spikenas.snn.cell import conv_bn
-from optuna_spikenas.snn.network import encode_steps
+from optuna_spikenas.snn.multistep import check_step_mode, per_image, run_steps, set_multi_step
+from optuna_spikenas.snn.network import encode_sequence, encode_steps
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
 from spikingjelly.activation_based import neuron, surrogate  # noqa: E402
 
 __all__ = [
     "AutoSNNNetwork",
+    "AutoSNNPLIF",
     "SkipBlock",
     "SpikingConvBlock",
     "SuperNetwork",
@@ -69,12 +77,79 @@ __all__ = [
 
 PLIF_INIT_TAU = 2.0
 
+#: How a block applies one of its modules: ``module(x)`` for one timestep, ``run_steps`` for all.
+Apply = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
-def plif() -> neuron.ParametricLIFNode:
-    """AutoSNN's neuron: learnable leak (tau0 = 2), threshold 1, detached hard reset, ATan."""
-    return neuron.ParametricLIFNode(
-        init_tau=PLIF_INIT_TAU, detach_reset=True, surrogate_function=surrogate.ATan()
-    )
+
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)  # type: ignore[no-any-return]
+
+
+class AutoSNNPLIF(neuron.ParametricLIFNode):
+    """SpikingJelly's ``ParametricLIFNode`` with AutoSNN's settings: learnable leak ``1 / tau =
+    sigmoid(w)`` (tau0 = 2), decaying input, threshold 1, hard reset to 0 (detached), ATan.
+
+    Where no gradient is taken on the CPU (evaluating paths, scoring) it runs a lean form of
+    SpikingJelly's own CPU arithmetic: ``h = v + (x - v) * sigmoid(w)`` (the same operations,
+    in an order that rounds alike), a spike where ``h >= 1``, ``v = 0`` where it spiked and
+    ``h`` elsewhere. Spikes and potentials are bit-for-bit SpikingJelly's (tested); it only skips
+    the per-step stacking and copies that a backward pass needs (about a quarter of an eval
+    batch's time). With gradients, or on a GPU, SpikingJelly's implementation runs unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            init_tau=PLIF_INIT_TAU, detach_reset=True, surrogate_function=surrogate.ATan()
+        )
+
+    def _lean(self, x: torch.Tensor) -> bool:
+        return (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or self.w.requires_grad))
+            and not self.store_v_seq
+            and self._neuron_precision is None
+        )
+
+    def _potential(self, like: torch.Tensor) -> torch.Tensor:
+        v = self.v
+        if isinstance(v, torch.Tensor) and v.shape == like.shape and v.dtype == like.dtype:
+            return v
+        return torch.zeros_like(like)  # after a reset: the float v_reset (0)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self._lean(x):
+            return super().single_step_forward(x)  # type: ignore[no-any-return]
+        spike = torch.empty_like(x)
+        self.v = self._charge_fire_reset(x, self._potential(x), self._decay(), spike)
+        return spike
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self._lean(x_seq):
+            return super().multi_step_forward(x_seq)  # type: ignore[no-any-return]
+        spikes = torch.empty_like(x_seq)  # dense, in x_seq's layout where x_seq is dense
+        v, decay = self._potential(x_seq[0]), self._decay()
+        for t in range(x_seq.shape[0]):
+            v = self._charge_fire_reset(x_seq[t], v, decay, spikes[t])
+        self.v = v
+        return spikes
+
+    def _decay(self) -> torch.Tensor:
+        return self.w.detach().float().sigmoid()  # 1 / tau, a 0-dim tensor as in SpikingJelly
+
+    @staticmethod
+    def _charge_fire_reset(
+        x: torch.Tensor, v: torch.Tensor, decay: torch.Tensor, spike: torch.Tensor
+    ) -> torch.Tensor:
+        """One step; writes the spikes (0.0 / 1.0) into ``spike``, returns the new potential."""
+        h = torch.sub(x, v).mul_(decay).add_(v)  # v + (x - v) * decay, rounded alike
+        torch.ge(h, 1.0, out=spike)
+        return h.addcmul_(h, spike, value=-1.0)  # h - h·spike: 0 where it fired (v_reset = 0)
+
+
+def plif() -> AutoSNNPLIF:
+    """AutoSNN's neuron (see ``AutoSNNPLIF``)."""
+    return AutoSNNPLIF()
 
 
 class SkipBlock(nn.Module):
@@ -87,7 +162,12 @@ class SkipBlock(nn.Module):
             self.project = nn.Sequential(*conv_bn(in_channels, out_channels, 1), plif())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One timestep: ``x [B, C, H, W]``."""
         return x if self.project is None else self.project(x)
+
+    def forward_steps(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """All timesteps at once: ``x_seq [T, B, C, H, W]``."""
+        return x_seq if self.project is None else run_steps(self.project, x_seq)
 
 
 class SpikingConvBlock(nn.Module):
@@ -105,10 +185,18 @@ class SpikingConvBlock(nn.Module):
             self.shortcut = nn.Sequential(*conv_bn(in_channels, out_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.neuron1(self.conv1(x)))
+        """One timestep: ``x [B, C, H, W]``."""
+        return self._block(x, _call)
+
+    def forward_steps(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """All timesteps at once: ``x_seq [T, B, C, H, W]``."""
+        return self._block(x_seq, run_steps)
+
+    def _block(self, x: torch.Tensor, apply: Apply) -> torch.Tensor:
+        out = apply(self.conv2, apply(self.neuron1, apply(self.conv1, x)))
         if self.residual:
-            out = out + (x if self.shortcut is None else self.shortcut(x))
-        return self.neuron2(out)
+            out = out + (x if self.shortcut is None else apply(self.shortcut, x))
+        return apply(self.neuron2, out)
 
 
 def make_block(name: str, in_channels: int, out_channels: int) -> nn.Module:
@@ -124,9 +212,14 @@ def make_block(name: str, in_channels: int, out_channels: int) -> nn.Module:
 
 
 class _AutoSNNBase(nn.Module):
-    """Stem, max-pools and voting head shared by the single network and the super-network."""
+    """Stem, max-pools and voting head shared by the single network and the super-network.
 
-    def __init__(self, macro: AutoSNNMacro) -> None:
+    ``step_mode`` says how the timesteps run (the outputs are the same, tested):
+    ``"single"`` one timestep at a time through the whole network; ``"multi"`` each layer over
+    all timesteps at once; ``"auto"`` (default) multi-step on a GPU and single-step on the CPU,
+    where these blocks measured slower multi-step (README, "Where a trial's time goes")."""
+
+    def __init__(self, macro: AutoSNNMacro, step_mode: str = "auto") -> None:
         super().__init__()
         self.macro = macro
         self.timesteps = macro.timesteps
@@ -136,8 +229,28 @@ class _AutoSNNBase(nn.Module):
         outputs = macro.voters_per_class * macro.num_classes
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(macro.head_features(), outputs, False))
         self.head_neuron = plif()
+        self.step_mode = "auto"
+        self.set_step_mode(step_mode)
+        self._neurons_multi_step = False  # the step mode the neurons are in now
+
+    def set_step_mode(self, step_mode: str) -> None:
+        """``"single"``, ``"multi"`` or ``"auto"`` (see the class)."""
+        check_step_mode(step_mode)
+        self.step_mode = step_mode
+
+    def runs_multi_step(self, device: torch.device) -> bool:
+        """Whether ``forward`` runs all timesteps of each layer at once on ``device``."""
+        if self.step_mode == "auto":
+            return device.type == "cuda"
+        return self.step_mode == "multi"
 
     def _run(self, images: torch.Tensor, blocks: list[nn.Module]) -> torch.Tensor:
+        multi_step = self.runs_multi_step(images.device)
+        if multi_step != self._neurons_multi_step:
+            set_multi_step(self, multi_step)
+            self._neurons_multi_step = multi_step
+        if multi_step:
+            return self._run_steps(images, blocks)
         total: torch.Tensor | None = None
         for encoded in encode_steps(self.stem, images, self.timesteps):
             x = self.stem_neuron(encoded)
@@ -151,13 +264,26 @@ class _AutoSNNBase(nn.Module):
         assert total is not None  # at least one timestep
         return total / self.timesteps
 
+    def _run_steps(self, images: torch.Tensor, blocks: list[nn.Module]) -> torch.Tensor:
+        """``_run`` layer by layer, each over all timesteps (``[T, B, ...]``)."""
+        x_seq = self.stem_neuron(encode_sequence(self.stem, images, self.timesteps))
+        for i, block in enumerate(blocks):
+            x_seq = run_steps(block, x_seq)
+            if i in POOL_AFTER:
+                x_seq = per_image(self.pool, x_seq)
+        spikes = self.head_neuron(run_steps(self.head, x_seq))
+        rates = spikes.view(*spikes.shape[:2], -1, self.macro.voters_per_class).mean(3)
+        return rates.sum(0) / self.timesteps
+
 
 class AutoSNNNetwork(_AutoSNNBase):
     """One architecture: ``forward(images)`` returns firing rates ``[B, classes]`` for static
     images ``[B, C, H, W]`` or event frames ``[B, T, C, H, W]``."""
 
-    def __init__(self, arch: AutoSNNArchitecture, macro: AutoSNNMacro) -> None:
-        super().__init__(macro)
+    def __init__(
+        self, arch: AutoSNNArchitecture, macro: AutoSNNMacro, step_mode: str = "auto"
+    ) -> None:
+        super().__init__(macro, step_mode)
         self.arch = arch
         self.blocks = nn.ModuleList(
             make_block(name, cin, cout)
@@ -169,22 +295,25 @@ class AutoSNNNetwork(_AutoSNNBase):
 
 
 def build_autosnn(
-    arch: AutoSNNArchitecture, macro: AutoSNNMacro, seed: int | None = None
+    arch: AutoSNNArchitecture,
+    macro: AutoSNNMacro,
+    seed: int | None = None,
+    step_mode: str = "auto",
 ) -> AutoSNNNetwork:
     """Build the network of ``arch``; with ``seed`` its initial weights depend on nothing else."""
     if seed is None:
-        return AutoSNNNetwork(arch, macro)
+        return AutoSNNNetwork(arch, macro, step_mode)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoSNNNetwork(arch, macro)
+        return AutoSNNNetwork(arch, macro, step_mode)
 
 
 class SuperNetwork(_AutoSNNBase):
     """All five blocks at every position (``choices[i][block]``), sharing stem and head;
     ``forward(images, arch)`` runs the path of ``arch`` only."""
 
-    def __init__(self, macro: AutoSNNMacro) -> None:
-        super().__init__(macro)
+    def __init__(self, macro: AutoSNNMacro, step_mode: str = "auto") -> None:
+        super().__init__(macro, step_mode)
         self.choices = nn.ModuleList(
             nn.ModuleDict({name: make_block(name, cin, cout) for name in BLOCKS})
             for cin, cout in macro.channels()
@@ -198,8 +327,9 @@ class SuperNetwork(_AutoSNNBase):
         return self._run(images, path)
 
     def extract(self, arch: AutoSNNArchitecture) -> AutoSNNNetwork:
-        """A standalone network of ``arch`` with copies of this path's weights and BN stats."""
-        network = AutoSNNNetwork(arch, self.macro)
+        """A standalone network of ``arch`` with copies of this path's weights and BN stats (and
+        this network's step mode)."""
+        network = AutoSNNNetwork(arch, self.macro, self.step_mode)
         network.load_state_dict(path_state_dict(self, arch))
         network.train(self.training)
         return network

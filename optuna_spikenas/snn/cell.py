@@ -1,20 +1,24 @@
-"""SNASNet's operations and cell as single-step SpikingJelly modules.
+"""SNASNet's operations and cell as SpikingJelly modules.
 
-A network calls a cell once per timestep. Node values are real-valued sums; every conv op owns a
-LIF neuron that it applies to its input (pre-activation). Backward edges write into a buffer that
-is added to their target node at the next timestep, so the cell is a ``MemoryModule`` whose state
-``functional.reset_net`` clears together with the neurons'. As in SNASNet's cell, every op runs at
-every step: a node with no value yet (fed only through a backward edge, at the first step) is a
-zero tensor, and the sums are taken in SNASNet's order, so outputs agree with its cell exactly.
+A network calls a cell once per timestep (``forward``), or, for a cell without backward edges,
+once for all timesteps (``forward_steps``, ``[T, B, ...]``: see ``multistep.py``). Node values
+are real-valued sums; every conv op owns a LIF neuron that it applies to its input
+(pre-activation). Backward edges write into a buffer that is added to their target node at the
+next timestep, so the cell is a ``MemoryModule`` whose state ``functional.reset_net`` clears
+together with the neurons'. As in SNASNet's cell, every op runs at every step: a node with no
+value yet (fed only through a backward edge, at the first step) is a zero tensor, and the sums
+are taken in SNASNet's order, so outputs agree with its cell exactly.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from optuna_spikenas.snn.multistep import run_steps
 from optuna_spikenas.space import AVGPOOL3X3, CONV1X1, CONV3X3, NUM_NODES, SKIP, Cell
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
@@ -24,15 +28,64 @@ LIF_TAU = 4.0 / 3.0
 LIF_THRESHOLD = 1.0
 
 
-def lif() -> neuron.LIFNode:
-    """SNASNet's neuron: tau 4/3, threshold 1, hard reset to 0 (detached), ATan surrogate."""
-    return neuron.LIFNode(
-        tau=LIF_TAU,
-        v_threshold=LIF_THRESHOLD,
-        v_reset=0.0,
-        detach_reset=True,
-        surrogate_function=surrogate.ATan(),
-    )
+class SNASNetLIF(neuron.LIFNode):
+    """SpikingJelly's ``LIFNode`` with SNASNet's settings: tau 4/3, threshold 1, decaying input,
+    hard reset to 0 (detached), ATan surrogate.
+
+    Where no gradient is taken (scoring, evaluation) it runs a lean form of SpikingJelly's own
+    arithmetic: ``h = v + (x - v) / tau`` (SpikingJelly's charge with ``v_reset = 0``, the same
+    operations in the same order), a spike where ``h >= 1`` (the surrogate's Heaviside forward,
+    ``h - 1 >= 0``), ``v = 0`` where it spiked and ``h`` elsewhere. Spikes and potentials are
+    bit-for-bit SpikingJelly's (tested); it only skips the copies that a backward pass needs.
+    With gradients, SpikingJelly's implementation runs unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            tau=LIF_TAU,
+            v_threshold=LIF_THRESHOLD,
+            v_reset=0.0,
+            detach_reset=True,
+            surrogate_function=surrogate.ATan(),
+        )
+
+    def _lean(self, x: torch.Tensor) -> bool:
+        return not (torch.is_grad_enabled() and x.requires_grad) and not self.store_v_seq
+
+    def _potential(self, like: torch.Tensor) -> torch.Tensor | float:
+        v = self.v
+        if isinstance(v, torch.Tensor) and v.shape == like.shape:
+            return v
+        return float(self.v_reset)  # after a reset: the float v_reset, as SpikingJelly keeps it
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self._lean(x):
+            return super().single_step_forward(x)  # type: ignore[no-any-return]
+        spike = torch.empty_like(x)
+        self.v = self._charge_fire_reset(x, self._potential(x), spike)
+        return spike
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self._lean(x_seq):
+            return super().multi_step_forward(x_seq)  # type: ignore[no-any-return]
+        spikes = torch.empty_like(x_seq)
+        v = self._potential(x_seq[0])
+        for t in range(x_seq.shape[0]):
+            v = self._charge_fire_reset(x_seq[t], v, spikes[t])
+        self.v = v
+        return spikes
+
+    def _charge_fire_reset(self, x: torch.Tensor, v: torch.Tensor | float, spike: torch.Tensor):
+        """One step; writes the spikes (0.0 / 1.0) into ``spike``, returns the new potential."""
+        h = torch.sub(x, v)  # a new tensor, also when v is the float 0.0 of a fresh state
+        h.div_(self.tau).add_(v)  # v + (x - v) / tau, in SpikingJelly's order
+        torch.ge(h, self.v_threshold, out=spike)
+        return h.addcmul_(h, spike, value=-1.0)  # h - h·spike: 0 where it fired (v_reset = 0)
+
+
+def lif() -> SNASNetLIF:
+    """SNASNet's neuron (see ``SNASNetLIF``)."""
+    return SNASNetLIF()
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> list:
@@ -72,6 +125,17 @@ class SpikingCell(base.MemoryModule):
         self.register_memory("feedback", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One timestep: ``x [B, C, H, W]``."""
+        return self._nodes(x, lambda op, value: op(value))
+
+    def forward_steps(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """All timesteps at once, ``x_seq [T, B, C, H, W]``; only for a cell without backward
+        edges (its nodes at step t depend on nothing of step t - 1 but its neurons' states)."""
+        if self.cell.has_backward_edges:
+            raise RuntimeError("a cell with backward edges runs one timestep at a time")
+        return self._nodes(x_seq, run_steps)
+
+    def _nodes(self, x: torch.Tensor, apply: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
         # Ops fed by a node that has no value yet run on zeros: their neurons are called (and
         # counted by the score) on silent input, and a trained op's BN bias reaches its target
         # from the first step on, as in SNASNet.
@@ -82,12 +146,12 @@ class SpikingCell(base.MemoryModule):
             value = x if j == 0 else zero
             for src, dst in self.edge_list:
                 if dst == j and src < j:
-                    value = value + self.ops[f"{src}{dst}"](nodes[src])
+                    value = value + apply(self.ops[f"{src}{dst}"], nodes[src])
             nodes.append(value if previous is None else value + previous[j])
         if self.cell.has_backward_edges:
             feedback = [zero] * NUM_NODES
             for src, dst in self.edge_list:
                 if src > dst:
-                    feedback[dst] = feedback[dst] + self.ops[f"{src}{dst}"](nodes[src])
+                    feedback[dst] = feedback[dst] + apply(self.ops[f"{src}{dst}"], nodes[src])
             self.feedback = feedback
         return nodes[NUM_NODES - 1]
