@@ -10,7 +10,7 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     [hardware] profile, measure_activity
     [train]    epochs, objectives, batch_size, optimizer, lr, min_lr, momentum, weight_decay,
                max_train_batches
-    [search]   sampler, n_trials, timeout, ops, reuse_scores, pruner
+    [search]   sampler, n_trials, timeout, ops, reuse_scores, pruner, screen, train_top
     [supernet] epochs, batch_size, lr, timesteps, train_fraction, max_train_batches,
                eval_images, checkpoint_dir                                  (AutoSNN macros)
     [fitness]  spike_exponent, reference_spikes, objectives                 (AutoSNN macros)
@@ -39,14 +39,15 @@ from optuna_spikenas.limits import (
 from optuna_spikenas.macros import MACROS
 from optuna_spikenas.paths import MAX_TEXT_FILE_BYTES, read_capped
 from optuna_spikenas.proxy_catalog import SCORE_KINDS
-from optuna_spikenas.sampler_catalog import SAMPLERS
+from optuna_spikenas.sampler_catalog import SAMPLERS, SCREEN_BASES
 from optuna_spikenas.space import OPS, SearchSpace
 
-PRUNERS = ("none", "median")
+PRUNERS = ("none", "median", "hyperband", "successive_halving")
 TRAIN_OBJECTIVES = ("score+accuracy", "accuracy")
 HARDWARE_BUDGETS = ("area_mm2", "latency_ms", "energy_uj")
 FITNESS_OBJECTIVES = ("fitness", "accuracy+spikes")
 DEVICES = ("cpu", "cuda", "auto")
+DEFAULT_TRAIN_TOP = 5  # [search] train_top when screen is set and train_top is not
 MAX_INITS = 64  # scoring initialisations per candidate
 MAX_SEED = 2**32 - 1  # Optuna's samplers (numpy RandomState) take seeds 0 .. 2**32 - 1
 
@@ -171,7 +172,19 @@ class SearchConfig:
     timeout: float | None = None
     ops: tuple[str, ...] = ("skip", "conv3x3")  # cellbycell's pruned op set
     reuse_scores: bool = True  # a canonical duplicate of a scored trial reuses its score
-    pruner: str = "none"  # "median": stop a trial whose accuracy lags ([train] objectives)
+    pruner: str = "none"  # median | hyperband | successive_halving: stop a lagging trial
+    # Screen, then train (samplers/screen.py): score `screen` candidates training-free, then
+    # train the `train_top` best-scoring ones (default 5); off while screen is unset.
+    screen: int | None = None
+    train_top: int | None = None
+
+    @property
+    def trained(self) -> int:
+        """How many screened candidates are trained: ``train_top``, by default 5 (at most
+        ``screen``)."""
+        if self.train_top is not None:
+            return self.train_top
+        return min(DEFAULT_TRAIN_TOP, self.screen or DEFAULT_TRAIN_TOP)
 
 
 @dataclass(frozen=True)
@@ -416,6 +429,7 @@ def validate(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"[budget] {name} must be positive, got {value}")
     _check_train(config)
+    _check_screen(config)
     try:
         load_profile(config.hardware.profile)
     except HardwareProfileError as err:
@@ -432,6 +446,30 @@ def validate(config: Config) -> None:
     if config.budget.weight_bits > 64:
         raise ConfigError("[budget] weight_bits must be between 1 and 64")
     _check_sizes(config)
+
+
+def _check_screen(config: Config) -> None:
+    """Screen, then train: one objective (validation accuracy), a base sampler of Optuna's."""
+    search = config.search
+    if search.screen is None:
+        if search.train_top is not None:
+            raise ConfigError("[search] train_top trains the best of a screen: set screen = N too")
+        return
+    if search.trained > search.screen:
+        raise ConfigError(
+            f"[search] train_top = {search.trained} is more than screen = {search.screen}: only "
+            "screened candidates are trained"
+        )
+    if config.is_autosnn:
+        raise ConfigError(f"[search] screen ranks SNASNet cells, not {config.space.macro}'s blocks")
+    _one_of("[search] sampler (the screen's proposer)", search.sampler, SCREEN_BASES)
+    if not config.train.epochs:
+        raise ConfigError("[search] screen then trains the best: set [train] epochs > 0")
+    if config.train.objectives != "accuracy":
+        raise ConfigError(
+            "[search] screen: the study's one value is the validation accuracy; set "
+            "[train] objectives = 'accuracy' (the score is a user attribute)"
+        )
 
 
 def _check_sizes(config: Config) -> None:

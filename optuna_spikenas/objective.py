@@ -16,6 +16,10 @@ Per trial, in this order:
      (a NaN score fails the trial, as Optuna fails any NaN value, and the search goes on);
   5. with ``[train] epochs``, it is then trained with k-bit weights (``quantize.py``) and its
      validation accuracy becomes an objective.
+
+With ``[search] screen`` (``samplers/screen.py``) each trial's stage, set by the sampler, decides:
+a ``screen`` trial stops after step 4 (its score a user attribute, its value -inf), a ``train``
+trial skips step 4 and trains, a ``surplus`` trial ends PRUNED at once.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ from optuna_spikenas.hardware.imc import load_profile
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
 from optuna_spikenas.proxy_catalog import PROXIES
 from optuna_spikenas.quantize import FLOAT_BITS, float_weights
+from optuna_spikenas.samplers.screen import (
+    SCREEN,
+    STAGE_ATTR,
+    SURPLUS,
+    TRAIN,
+    TRAINED_CONSTRAINT,
+    find_trained_duplicate,
+)
 from optuna_spikenas.snn.network import build_common_network
 from optuna_spikenas.space import Architecture, suggest_architecture
 from optuna_spikenas.spikes import Activity, ActivityCounter, measure_activity
@@ -98,13 +110,20 @@ class SpikeNASObjective:
 
     @bound_to_settings
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        stage = self._stage(trial)
+        if stage == SURPLUS:
+            raise optuna.TrialPruned("nothing left to screen or train: the search is complete")
         arch = suggest_architecture(trial, self.space)
         trial.set_user_attr("architecture", str(arch))
         trial.set_user_attr("canonical", arch.canonical_key())
         trial.set_user_attr("num_cells", arch.num_cells)
         trial.set_user_attr("width", arch.width)
+        if stage is not None:  # the study's value is the accuracy after training
+            trial.set_constraint(TRAINED_CONSTRAINT, 1.0 if stage == SCREEN else 0.0)
         if not self._record_constraints(trial, arch):
             return self._values(NOT_SCORED, NOT_SCORED)
+        if stage == TRAIN:
+            return self._train_stage(trial, arch)
         previous = None
         if self.config.search.reuse_scores:
             previous = find_scored_duplicate(trial.study, arch.canonical_key(), self.fingerprint)
@@ -135,11 +154,36 @@ class SpikeNASObjective:
 
     def _scored(self, trial: optuna.Trial, arch: Architecture, score: float):
         """The trial's values once ``score`` is known: the score, or with ``[train] epochs``
-        the score and the accuracy after training."""
+        the score and the accuracy after training (a screen trial: -inf, not trained)."""
         if not self.config.train.epochs:
             return score
         trial.set_user_attr("score", score)
+        if self.config.search.screen is not None:
+            return NOT_SCORED
         return self._values(score, self.train(trial, arch))
+
+    def _stage(self, trial: optuna.Trial) -> str | None:
+        """The trial's stage with ``[search] screen`` (set by its sampler), else None."""
+        if self.config.search.screen is None:
+            return None
+        stage = trial.user_attrs.get(STAGE_ATTR)
+        if stage not in (SCREEN, TRAIN, SURPLUS):
+            raise ValueError(
+                "[search] screen needs ScreenThenTrainSampler, which gives every trial its "
+                "stage: build the sampler with make_sampler(..., screen=N)"
+            )
+        return str(stage)
+
+    def _train_stage(self, trial: optuna.Trial, arch: Architecture) -> float:
+        """Stage 2: train ``arch`` (no score); a trained duplicate's accuracy is reused."""
+        if self.config.search.reuse_scores:
+            previous = find_trained_duplicate(
+                trial.study, arch.canonical_key(), self.fingerprint, trial.number
+            )
+            if previous is not None:
+                trial.set_user_attr("train_seconds", 0.0)
+                return float(reuse_values(trial, previous))  # type: ignore[arg-type]
+        return self.train(trial, arch)
 
     def _values(self, score: float, accuracy: float) -> float | tuple[float, ...]:
         if self.directions == ("maximize", "maximize"):

@@ -35,3 +35,8 @@ SAMPLER_CATALOG: dict[str, SamplerInfo] = {
 }
 
 SAMPLERS: tuple[str, ...] = tuple(SAMPLER_CATALOG)
+
+SCREEN_BASES: tuple[str, ...] = ("random", "tpe", "nsga2")
+"""The samplers that can propose the candidates of ``[search] screen`` (``samplers/screen.py``
+wraps them; ``random`` is then seeded per trial number, so any number of workers screens the
+same candidates)."""

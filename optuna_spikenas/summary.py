@@ -8,6 +8,13 @@ import sys
 import optuna
 
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
+from optuna_spikenas.samplers.screen import (
+    RANK_ATTR,
+    SCREEN,
+    STAGE_ATTR,
+    TRAIN,
+    ScreenThenTrainSampler,
+)
 from optuna_spikenas.storage import redact
 
 
@@ -59,6 +66,36 @@ def print_cell_by_cell_result(study: optuna.Study, sampler: CellByCellSampler) -
     print(f"  parameters     {final.user_attrs['parameters']:,}")
     if "area_mm2" in final.user_attrs:
         print(f"  hardware       {hardware_costs(final.user_attrs)}")
+
+
+def print_screen_result(study: optuna.Study, sampler: ScreenThenTrainSampler) -> None:
+    """Screen, then train: the stages' counts and the trained winner with its score rank."""
+    trials = study.get_trials(deepcopy=False)
+    screened = [
+        t
+        for t in trials
+        if t.user_attrs.get(STAGE_ATTR) == SCREEN
+        and t.state == optuna.trial.TrialState.COMPLETE
+        and t.user_attrs.get("feasible")
+    ]
+    train = [t for t in trials if t.user_attrs.get(STAGE_ATTR) == TRAIN]
+    pruned = [t for t in train if t.state == optuna.trial.TrialState.PRUNED]
+    state = sampler.state(study, trials)
+    status = "complete" if state.complete else "not complete yet (run the command again)"
+    print(
+        f"screen then train {status}: {len(screened)} candidates screened, "
+        f"{len(train) - len(pruned)} trained to the end, {len(pruned)} pruned"
+    )
+    winner = sampler.result(study)
+    if winner is None:
+        print("  no candidate was trained to the end")
+        return
+    attrs = winner.user_attrs
+    print(
+        f"  trained winner: trial {winner.number}, val accuracy {winner.value:.4f}, score rank "
+        f"{attrs.get(RANK_ATTR)} of {sampler.train_top} (score {attrs.get('score', math.nan):.4f})"
+    )
+    print(f"  architecture    {attrs['architecture']}")
 
 
 def spread_note(attrs: dict) -> str:

@@ -29,7 +29,12 @@ from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.interrupts import CtrlC, Terminated, report_stop
 from optuna_spikenas.paths import not_a_file, read_capped, unwritable_folder
 from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG
-from optuna_spikenas.samplers import CellByCellSampler, make_sampler
+from optuna_spikenas.samplers import (
+    CellByCellSampler,
+    ScreenThenTrainSampler,
+    make_pruner,
+    make_sampler,
+)
 from optuna_spikenas.storage import (
     StorageError,
     load_study,
@@ -40,6 +45,7 @@ from optuna_spikenas.study_binding import bind_study
 from optuna_spikenas.summary import (
     PhaseProgress,
     print_cell_by_cell_result,
+    print_screen_result,
     print_summary,
     progress_line,
 )
@@ -55,7 +61,7 @@ def with_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.device is not None:
         config = replace(config, score=replace(config.score, device=args.device))
     validate(config)
-    stops = SAMPLER_CATALOG[search.sampler].stops_by_itself
+    stops = SAMPLER_CATALOG[search.sampler].stops_by_itself or search.screen is not None
     if not stops and search.n_trials is None and search.timeout is None:
         raise UsageError(
             f"sampler {search.sampler!r} never stops by itself: give [search] n_trials or "
@@ -95,15 +101,21 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         objective = make_objective(config, log=log)
     except SuperNetCheckpointError as err:
         raise UsageError(str(err)) from None
-    if config.search.pruner == "median":
-        study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    study.pruner = make_pruner(config)
     study.sampler = make_sampler(
         search.sampler,
         seed,
         space=None if config.is_autosnn else objective.space,
         ops=search.ops,
         fits_budget=objective.fits_budget,
+        screen=search.screen,
+        train_top=search.trained,
     )
+    if isinstance(study.sampler, ScreenThenTrainSampler) and study.sampler.foreign_trials(study):
+        raise UsageError(
+            f"study {args.study_name!r} already has trials made without [search] screen; "
+            "screen-then-train needs a study of its own (`optuna create-study` a new one)"
+        )
     if isinstance(study.sampler, CellByCellSampler) and study.sampler.foreign_trials(study):
         raise UsageError(
             f"study {args.study_name!r} already has trials made by another sampler; the "
@@ -116,6 +128,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         )
     if not args.quiet:
         budget = f"{search.n_trials} trials" if search.n_trials else "until the search ends"
+        if search.screen is not None:
+            budget = f"screen {search.screen}, train the best {search.trained} ({search.pruner})"
         print(
             f"Searching {config.space.macro} architectures on {config.dataset.name} with "
             f"{search.sampler} (seed {seed}): {budget}, scoring on {objective.device}",
@@ -123,6 +137,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     phases = SAMPLER_CATALOG[search.sampler].grows_cells  # a line per phase, not a bar
+    bar = not args.quiet and not phases and (search.n_trials or search.timeout) is not None
     ctrl_c = CtrlC(objective if store is None else TrialArtifacts(objective, store), study)
     try:
         with ctrl_c:
@@ -130,7 +145,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 ctrl_c,
                 n_trials=search.n_trials,
                 timeout=search.timeout,
-                show_progress_bar=not args.quiet and not phases,
+                show_progress_bar=bar,
                 callbacks=[PhaseProgress()] if phases and not args.quiet else [],
             )
         if ctrl_c.pending:
@@ -142,6 +157,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print_summary(study, args.storage, args.study_name)
     if isinstance(study.sampler, CellByCellSampler):
         print_cell_by_cell_result(study, study.sampler)
+    if isinstance(study.sampler, ScreenThenTrainSampler):
+        print_screen_result(study, study.sampler)
     print(dashboard_hint(args.storage, artifact_dir))
     return 0
 

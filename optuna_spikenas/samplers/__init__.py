@@ -6,13 +6,21 @@ from collections.abc import Callable, Sequence
 
 import optuna
 
-from optuna_spikenas.config import ConfigError
-from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG, SAMPLERS
+from optuna_spikenas.config import Config, ConfigError
+from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG, SAMPLERS, SCREEN_BASES
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.samplers.evolution import AUTOSNN_SEARCH_SPACE, EvolutionarySampler
+from optuna_spikenas.samplers.screen import ScreenThenTrainSampler
 from optuna_spikenas.space import Architecture, SearchSpace
 
-__all__ = ["CellByCellSampler", "EvolutionarySampler", "make_sampler", "sampler_settings"]
+__all__ = [
+    "CellByCellSampler",
+    "EvolutionarySampler",
+    "ScreenThenTrainSampler",
+    "make_pruner",
+    "make_sampler",
+    "sampler_settings",
+]
 
 
 def make_sampler(
@@ -22,13 +30,25 @@ def make_sampler(
     space: SearchSpace | None = None,
     ops: Sequence[str] = ("skip", "conv3x3"),
     fits_budget: Callable[[Architecture], bool] | None = None,
+    screen: int | None = None,
+    train_top: int = 5,
 ) -> optuna.samplers.BaseSampler:
     """Optuna's samplers with their settings named, not left to Optuna's defaults, and ours.
 
     ``space`` is the SNASNet cell space searched (None: AutoSNN's five blocks, for
     ``evolution``); the cell-by-cell search also takes its pruned op set ``ops`` and the study's
     budget check ``fits_budget`` (analytic, e.g. ``SpikeNASObjective.fits_budget``).
+    With ``screen`` (``[search] screen``), ``name`` proposes the candidates of a
+    :class:`ScreenThenTrainSampler` that then trains the ``train_top`` best; ``random`` is then
+    seeded per trial number, so that any number of workers screens the same candidates.
     """
+    if screen is not None:
+        if name not in SCREEN_BASES:
+            raise ConfigError(
+                f"[search] screen takes its candidates from {', '.join(SCREEN_BASES)}, not {name!r}"
+            )
+        base = None if name == "random" else make_sampler(name, seed, space=space)
+        return ScreenThenTrainSampler(screen, train_top, base=base, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -50,6 +70,23 @@ def make_sampler(
             ops=ops, max_cells=space.max_cells, width=space.widths[0], fits_budget=fits_budget
         )
     raise ConfigError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+    """The study's pruner of ``[search] pruner``, on the per-epoch validation accuracy (steps:
+    epochs 0 .. [train] epochs - 1)."""
+    name, epochs = config.search.pruner, max(config.train.epochs, 1)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+        )
+    return optuna.pruners.NopPruner()
 
 
 def sampler_settings(name: str) -> str:
