@@ -10,12 +10,18 @@ samplers in ``before_trial`` and the objectives when they start (a retry taken u
 worker, or a trial made outside this package). ``optuna-spikenas recover`` fails the RUNNING
 trials whose worker ran on this host and is gone; trials of other hosts, or with no record, only
 with ``--all`` (when no worker of the study runs anywhere).
+
+The samplers that coordinate workers through storage (cell-by-cell, screen-then-train) share the
+rest of that bookkeeping from here: when a candidate's attempts settle it (``attempts_settled``,
+``MAX_FAILURES``) and letting the heartbeat fail stale trials while they wait.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import optuna
@@ -23,6 +29,34 @@ from optuna.trial import FrozenTrial, TrialState
 
 WORKER_KEY = "spikenas:worker"
 """System attribute of a trial: ``host:pid:start`` of the process that runs it."""
+
+MAX_FAILURES = 2
+"""A candidate (a cell-by-cell slot, a screen-then-train rank) whose trials failed this often is
+given up: a broken candidate must not loop."""
+
+
+def attempts_settled(tried: Sequence[FrozenTrial]) -> bool:
+    """Whether the trials ``tried`` for one candidate settle it: one has a result (COMPLETE or
+    PRUNED), or it failed ``MAX_FAILURES`` times and no attempt (e.g. a retry queued by the
+    heartbeat callback) is still waiting or running: one that completed later would otherwise
+    change a decision already taken."""
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in tried):
+        return True
+    if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in tried):
+        return False
+    return sum(t.state == TrialState.FAIL for t in tried) >= MAX_FAILURES
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Let the storage's heartbeat mark trials of dead workers as failed (RDB storages with a
+    heartbeat only; elsewhere a dead worker's trial is failed by ``recover``), quietly: a
+    sampler waiting on other workers calls it on every look at the storage."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    except (ValueError, RuntimeError):
+        pass
 
 
 def process_start(pid: int) -> str:

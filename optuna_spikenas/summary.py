@@ -10,10 +10,10 @@ import optuna
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.samplers.screen import (
     RANK_ATTR,
-    SCREEN,
     STAGE_ATTR,
     TRAIN,
     ScreenThenTrainSampler,
+    counted_screen,
 )
 from optuna_spikenas.storage import redact
 
@@ -71,13 +71,7 @@ def print_cell_by_cell_result(study: optuna.Study, sampler: CellByCellSampler) -
 def print_screen_result(study: optuna.Study, sampler: ScreenThenTrainSampler) -> None:
     """Screen, then train: the stages' counts and the trained winner with its score rank."""
     trials = study.get_trials(deepcopy=False)
-    screened = [
-        t
-        for t in trials
-        if t.user_attrs.get(STAGE_ATTR) == SCREEN
-        and t.state == optuna.trial.TrialState.COMPLETE
-        and t.user_attrs.get("feasible")
-    ]
+    screened = [t for t in trials if counted_screen(t)]
     train = [t for t in trials if t.user_attrs.get(STAGE_ATTR) == TRAIN]
     pruned = [t for t in train if t.state == optuna.trial.TrialState.PRUNED]
     state = sampler.state(study, trials)

@@ -144,8 +144,19 @@ def optimize_command(url: str, config: Path, *extra: str) -> list[str]:
     storage = ["--storage", url]
     if not url.startswith("sqlite"):
         storage += ["--storage-class", "JournalFileBackend"]
-    return [str(BIN / "optuna-spikenas"), "optimize", *storage, "--study-name", "s",
-            "--config", str(config), "--threads", "1", "--quiet", *extra]
+    return [
+        str(BIN / "optuna-spikenas"),
+        "optimize",
+        *storage,
+        "--study-name",
+        "s",
+        "--config",
+        str(config),
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def storage_of(url: str):
@@ -182,8 +193,9 @@ def test_four_workers_score_no_candidate_twice_and_agree_with_one(
     tmp_path, one_worker_result, storage
 ):
     url, config = make_study(tmp_path, storage)
-    workers = [subprocess.Popen(optimize_command(url, config), stderr=subprocess.PIPE)
-               for _ in range(4)]
+    workers = [
+        subprocess.Popen(optimize_command(url, config), stderr=subprocess.PIPE) for _ in range(4)
+    ]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read().decode()
     arch, score, trials = final_of(url)
@@ -201,15 +213,22 @@ def test_killed_and_restarted_run_ends_with_the_uninterrupted_result(tmp_path, o
     first = subprocess.Popen(optimize_command(url, config, "--heartbeat", "1"))
     deadline = time.time() + 300
     while time.time() < deadline:
-        done = [t for t in optuna.load_study(study_name="s", storage=url).trials
-                if t.state == optuna.trial.TrialState.COMPLETE]
+        done = [
+            t
+            for t in optuna.load_study(study_name="s", storage=url).trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+        ]
         if len(done) >= 10:
             break
         time.sleep(0.2)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    restarted = subprocess.run(optimize_command(url, config, "--heartbeat", "1"),
-                               capture_output=True, text=True, timeout=600)
+    restarted = subprocess.run(
+        optimize_command(url, config, "--heartbeat", "1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert restarted.returncode == 0, restarted.stderr
     arch, score, trials = final_of(url)
     assert (arch, score) == one_worker_result[:2]
@@ -241,8 +260,11 @@ def test_a_worker_killed_while_its_sampler_chooses_leaves_a_stale_trial(tmp_path
     url = f"sqlite:///{tmp_path / 'stale.db'}"
     optuna.create_study(storage=url, study_name="s", direction="maximize")
     storage = open_storage(url, None, heartbeat_seconds=1)
-    sampler = (CellByCellSampler(max_cells=2, width=4) if sampler_name == "cellbycell"
-               else EvolutionarySampler(seed=0))
+    sampler = (
+        CellByCellSampler(max_cells=2, width=4)
+        if sampler_name == "cellbycell"
+        else EvolutionarySampler(seed=0)
+    )
     study = optuna.load_study(study_name="s", storage=storage, sampler=sampler)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeats outside study.optimize, experimental API
@@ -256,22 +278,31 @@ def test_a_worker_killed_while_its_sampler_chooses_leaves_a_stale_trial(tmp_path
 def test_a_slot_with_a_retry_still_pending_is_not_settled():
     """Two failures settle a slot only when no retry of it is waiting or running: a retry that
     completed after its phase closed would change that phase's winner."""
-    from optuna_spikenas.samplers.cellbycell import MAX_FAILURES, _is_settled
+    from optuna_spikenas.recovery import MAX_FAILURES, attempts_settled
 
     def attempt(state):
-        return optuna.trial.create_trial(state=state, values=[1.0] if state.is_finished()
-                                         and state == optuna.trial.TrialState.COMPLETE else None)
+        return optuna.trial.create_trial(
+            state=state,
+            values=[1.0]
+            if state.is_finished() and state == optuna.trial.TrialState.COMPLETE
+            else None,
+        )
 
     fail, waiting, running, complete = (
-        attempt(s) for s in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING,
-                             optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)
+        attempt(s)
+        for s in (
+            optuna.trial.TrialState.FAIL,
+            optuna.trial.TrialState.WAITING,
+            optuna.trial.TrialState.RUNNING,
+            optuna.trial.TrialState.COMPLETE,
+        )
     )
     failures = [fail] * MAX_FAILURES
-    assert _is_settled(failures)
-    assert not _is_settled([*failures, waiting])
-    assert not _is_settled([*failures, running])
-    assert _is_settled([*failures, running, complete])  # a result settles it at once
-    assert not _is_settled([fail])
+    assert attempts_settled(failures)
+    assert not attempts_settled([*failures, waiting])
+    assert not attempts_settled([*failures, running])
+    assert attempts_settled([*failures, running, complete])  # a result settles it at once
+    assert not attempts_settled([fail])
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # stale-trial check

@@ -27,14 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.interrupts import stop_optimize
-from optuna_spikenas.recovery import WORKER_KEY, mark_worker
+from optuna_spikenas.recovery import WORKER_KEY, attempts_settled, fail_stale_trials, mark_worker
 from optuna_spikenas.space import (
     OPS,
     Architecture,
@@ -50,8 +49,6 @@ _logger = logging.getLogger(__name__)
 
 SLOT_KEY = "cellbycell:slot"
 PARAMS_KEY = "cellbycell:params"
-MAX_FAILURES = 2
-"""A slot whose candidate failed this often is given up (a broken candidate must not loop)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +187,9 @@ class CellByCellSampler(BaseSampler):
             if not phase.candidates:
                 break
             phases.append(phase)
-            settled = sum(_is_settled(attempts.get(s, [])) for s in range(phase.start, phase.end))
+            settled = sum(
+                attempts_settled(attempts.get(s, [])) for s in range(phase.start, phase.end)
+            )
             if settled < len(phase.candidates):
                 return SearchState(tuple(phases), False, tuple(winners), settled)
             winner = _best_slot(attempts, range(phase.start, phase.end))
@@ -306,7 +305,7 @@ class CellByCellSampler(BaseSampler):
                     current.k,
                 )
                 announced = True
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             time.sleep(self.poll_seconds)
 
     def _wait_for_slot_twin(self, study: Study, trial: FrozenTrial) -> None:
@@ -318,7 +317,7 @@ class CellByCellSampler(BaseSampler):
             if not _runs_slot(trials, trial, slot, retry=False):
                 return
             beat_while_sampling(study, trial._trial_id)
-            _fail_stale_trials(study)  # a twin whose worker died stops holding the slot
+            fail_stale_trials(study)  # a twin whose worker died stops holding the slot
             time.sleep(self.poll_seconds)
 
     def _orphan_slot(self, study: Study, phase: Phase, own_number: int) -> int | None:
@@ -330,7 +329,7 @@ class CellByCellSampler(BaseSampler):
             # A WAITING retry (Optuna's RetryFailedTrialCallback) is not live: this trial may be
             # the only worker left, so it takes the candidate; the retry later reuses the score.
             live = any(t.state == TrialState.RUNNING for t in tried)
-            if not live and not _is_settled(tried):
+            if not live and not attempts_settled(tried):
                 return slot
         return None
 
@@ -412,17 +411,6 @@ def _attempts_by_slot(trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTri
     return attempts
 
 
-def _is_settled(tried: Sequence[FrozenTrial]) -> bool:
-    """A slot is settled when it has a result, or has failed too often to try again and no
-    attempt (e.g. a retry queued by the heartbeat callback) is still waiting or running: one
-    that completed later would otherwise change the winner of a phase already closed."""
-    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in tried):
-        return True
-    if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in tried):
-        return False
-    return sum(t.state == TrialState.FAIL for t in tried) >= MAX_FAILURES
-
-
 def _best_attempt(tried: Sequence[FrozenTrial]) -> FrozenTrial | None:
     done = [t for t in tried if t.state == TrialState.COMPLETE and t.values]
     return min(done, key=lambda t: t.number) if done else None
@@ -443,12 +431,3 @@ def _best_slot(attempts: dict[int, list[FrozenTrial]], slots: range) -> int | No
 
 def _finite(value: float | None) -> bool:
     return value is not None and value not in (float("inf"), float("-inf")) and value == value
-
-
-def _fail_stale_trials(study: Study) -> None:
-    """Let the storage's heartbeat mark trials of dead workers as failed (RDB storages with a
-    heartbeat only; elsewhere a dead worker's trial must be failed by hand)."""
-    try:
-        optuna.storages.fail_stale_trials(study)
-    except (ValueError, RuntimeError):
-        pass

@@ -26,7 +26,8 @@ trial of stage 2 starts only when stage 1 is settled, every worker ranks the sam
 trials, and ``random`` (seeded per trial number) screens the same candidates however many
 workers share the study. A rank whose trial failed (its worker died and the heartbeat failed
 it) is taken over by a trial that has no rank of its own; a rank is given up after
-``MAX_FAILURES`` failures. The search ends by itself once every rank is trained or pruned.
+``recovery.MAX_FAILURES`` failures. The search ends by itself once every rank is trained or
+pruned.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import hashlib
 import logging
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +48,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.interrupts import stop_optimize
-from optuna_spikenas.recovery import WORKER_KEY, mark_worker
+from optuna_spikenas.recovery import WORKER_KEY, attempts_settled, fail_stale_trials, mark_worker
 from optuna_spikenas.storage import beat_while_sampling
 from optuna_spikenas.study_binding import FINGERPRINT_ATTR
 
@@ -60,15 +60,13 @@ RANK_ATTR = "screen_rank"  # 1: the best score
 SCREENED_ATTR = "screened_trial"
 TRAINED_CONSTRAINT = "trained"
 PARAMS_KEY = "screen:params"
-MAX_FAILURES = 2
-"""A rank whose training failed this often is given up (a broken candidate must not loop)."""
 
 
 def _is_retry(trial: FrozenTrial) -> bool:
     return "failed_trial" in trial.system_attrs
 
 
-def _feasible_screen(trial: FrozenTrial) -> bool:
+def counted_screen(trial: FrozenTrial) -> bool:
     """A counted screen: COMPLETE, within every budget, not a retry."""
     attrs = trial.user_attrs
     return (
@@ -95,15 +93,7 @@ class ScreenState:
 
     @property
     def complete(self) -> bool:
-        return self.boundary is not None and all(_rank_settled(a) for a in self.attempts)
-
-
-def _rank_settled(tried: Sequence[FrozenTrial]) -> bool:
-    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in tried):
-        return True
-    if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in tried):
-        return False
-    return sum(t.state == TrialState.FAIL for t in tried) >= MAX_FAILURES
+        return self.boundary is not None and all(attempts_settled(a) for a in self.attempts)
 
 
 def _claiming(trial: FrozenTrial) -> bool:
@@ -121,7 +111,7 @@ def ranked_screens(trials: Sequence[FrozenTrial], boundary: int, top: int) -> li
     canonical form (the first), by score, ties to the lower trial number."""
     first: dict[str, FrozenTrial] = {}
     for t in trials:
-        if t.number < boundary and _feasible_screen(t):
+        if t.number < boundary and counted_screen(t):
             first.setdefault(str(t.user_attrs.get("canonical")), t)
     return sorted(first.values(), key=lambda t: (-_score(t), t.number))[:top]
 
@@ -204,7 +194,7 @@ class ScreenThenTrainSampler(BaseSampler):
         """This trial's stage from the trials numbered below it; None: wait."""
         trials = study.get_trials(deepcopy=False)
         lower = [t for t in trials if t.number < trial.number and not _is_retry(t)]
-        scored = {str(t.user_attrs.get("canonical")) for t in lower if _feasible_screen(t)}
+        scored = {str(t.user_attrs.get("canonical")) for t in lower if counted_screen(t)}
         if len(scored) >= self.screen:
             return TRAIN
         pending = 0
@@ -235,7 +225,7 @@ class ScreenThenTrainSampler(BaseSampler):
                 return TRAIN, state.ranked[natural], natural + 1
             by_number = {t.number: t for t in trials}
             for r, tried in enumerate(state.attempts):
-                if r == natural or _rank_settled(tried):
+                if r == natural or attempts_settled(tried):
                     continue
                 if any(t.state == TrialState.RUNNING for t in tried):
                     continue  # trained right now (a WAITING retry is not: it may never run)
@@ -247,7 +237,7 @@ class ScreenThenTrainSampler(BaseSampler):
             if state.complete or not state.ranked:
                 return SURPLUS, None, 0
             beat_while_sampling(study, trial._trial_id)
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             time.sleep(self.poll_seconds)
 
     def _wait_for_twin(self, study: Study, trial: FrozenTrial) -> None:
@@ -261,7 +251,7 @@ class ScreenThenTrainSampler(BaseSampler):
             for t in study.get_trials(deepcopy=False)
         ):
             beat_while_sampling(study, trial._trial_id)
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             time.sleep(self.poll_seconds)
 
     # --- Optuna's sampler interface ----------------------------------------------------------
@@ -292,7 +282,7 @@ class ScreenThenTrainSampler(BaseSampler):
                 _logger.info("trial %d waits for the screen to finish", trial.number)
                 announced = True
             beat_while_sampling(study, trial._trial_id)
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             time.sleep(self.poll_seconds)
         _set_user_attr(study, trial, STAGE_ATTR, stage)
         if stage == TRAIN:
@@ -457,13 +447,3 @@ def find_trained_duplicate(
         ):
             return t
     return None
-
-
-def _fail_stale_trials(study: Study) -> None:
-    """Let the storage's heartbeat mark trials of dead workers as failed (RDB storages)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-    except (ValueError, RuntimeError):
-        pass
