@@ -53,6 +53,7 @@ from optuna_spikenas.autosnn_space import (
     check_block,
 )
 from optuna_spikenas.snn.cell import conv_bn
+from optuna_spikenas.snn.lean_neuron import Charge, LeanForward
 from optuna_spikenas.snn.multistep import check_step_mode, per_image, run_steps, set_multi_step
 from optuna_spikenas.snn.network import encode_sequence, encode_steps
 
@@ -85,16 +86,15 @@ def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)  # type: ignore[no-any-return]
 
 
-class AutoSNNPLIF(neuron.ParametricLIFNode):
+class AutoSNNPLIF(LeanForward, neuron.ParametricLIFNode):
     """SpikingJelly's ``ParametricLIFNode`` with AutoSNN's settings: learnable leak ``1 / tau =
     sigmoid(w)`` (tau0 = 2), decaying input, threshold 1, hard reset to 0 (detached), ATan.
 
-    Where no gradient is taken on the CPU (evaluating paths, scoring) it runs a lean form of
-    SpikingJelly's own CPU arithmetic: ``h = v + (x - v) * sigmoid(w)`` (the same operations,
-    in an order that rounds alike), a spike where ``h >= 1``, ``v = 0`` where it spiked and
-    ``h`` elsewhere. Spikes and potentials are bit-for-bit SpikingJelly's (tested); it only skips
-    the per-step stacking and copies that a backward pass needs (about a quarter of an eval
-    batch's time). With gradients, or on a GPU, SpikingJelly's implementation runs unchanged.
+    Where no gradient is taken on the CPU (evaluating paths, scoring) it runs ``LeanForward``'s
+    path with SpikingJelly's CPU charge, ``h = v + (x - v) * sigmoid(w)`` (the same operations, in
+    an order that rounds alike, the leak read once per call): spikes and potentials bit-for-bit
+    SpikingJelly's (tested). With gradients, or on a GPU, SpikingJelly's implementation runs
+    unchanged.
     """
 
     def __init__(self) -> None:
@@ -111,40 +111,13 @@ class AutoSNNPLIF(neuron.ParametricLIFNode):
             and self._neuron_precision is None
         )
 
-    def _potential(self, like: torch.Tensor) -> torch.Tensor:
-        v = self.v
-        if isinstance(v, torch.Tensor) and v.shape == like.shape and v.dtype == like.dtype:
-            return v
-        return torch.zeros_like(like)  # after a reset: the float v_reset (0)
+    def _charger(self) -> Charge:
+        decay = self.w.detach().float().sigmoid()  # 1 / tau, a 0-dim tensor as in SpikingJelly
 
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self._lean(x):
-            return super().single_step_forward(x)  # type: ignore[no-any-return]
-        spike = torch.empty_like(x)
-        self.v = self._charge_fire_reset(x, self._potential(x), self._decay(), spike)
-        return spike
+        def charge(x: torch.Tensor, v: torch.Tensor | float) -> torch.Tensor:
+            return torch.sub(x, v).mul_(decay).add_(v)  # v + (x - v) * decay, rounded alike
 
-    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self._lean(x_seq):
-            return super().multi_step_forward(x_seq)  # type: ignore[no-any-return]
-        spikes = torch.empty_like(x_seq)  # dense, in x_seq's layout where x_seq is dense
-        v, decay = self._potential(x_seq[0]), self._decay()
-        for t in range(x_seq.shape[0]):
-            v = self._charge_fire_reset(x_seq[t], v, decay, spikes[t])
-        self.v = v
-        return spikes
-
-    def _decay(self) -> torch.Tensor:
-        return self.w.detach().float().sigmoid()  # 1 / tau, a 0-dim tensor as in SpikingJelly
-
-    @staticmethod
-    def _charge_fire_reset(
-        x: torch.Tensor, v: torch.Tensor, decay: torch.Tensor, spike: torch.Tensor
-    ) -> torch.Tensor:
-        """One step; writes the spikes (0.0 / 1.0) into ``spike``, returns the new potential."""
-        h = torch.sub(x, v).mul_(decay).add_(v)  # v + (x - v) * decay, rounded alike
-        torch.ge(h, 1.0, out=spike)
-        return h.addcmul_(h, spike, value=-1.0)  # h - h·spike: 0 where it fired (v_reset = 0)
+        return charge
 
 
 def plif() -> AutoSNNPLIF:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from optuna_spikenas.snn.lean_neuron import Charge, LeanForward
 from optuna_spikenas.snn.multistep import run_steps
 from optuna_spikenas.space import AVGPOOL3X3, CONV1X1, CONV3X3, NUM_NODES, SKIP, Cell
 
@@ -28,16 +29,14 @@ LIF_TAU = 4.0 / 3.0
 LIF_THRESHOLD = 1.0
 
 
-class SNASNetLIF(neuron.LIFNode):
+class SNASNetLIF(LeanForward, neuron.LIFNode):
     """SpikingJelly's ``LIFNode`` with SNASNet's settings: tau 4/3, threshold 1, decaying input,
     hard reset to 0 (detached), ATan surrogate.
 
-    Where no gradient is taken (scoring, evaluation) it runs a lean form of SpikingJelly's own
-    arithmetic: ``h = v + (x - v) / tau`` (SpikingJelly's charge with ``v_reset = 0``, the same
-    operations in the same order), a spike where ``h >= 1`` (the surrogate's Heaviside forward,
-    ``h - 1 >= 0``), ``v = 0`` where it spiked and ``h`` elsewhere. Spikes and potentials are
-    bit-for-bit SpikingJelly's (tested); it only skips the copies that a backward pass needs.
-    With gradients, SpikingJelly's implementation runs unchanged.
+    Where no gradient is taken (scoring, evaluation) it runs ``LeanForward``'s path with
+    SpikingJelly's charge for ``v_reset = 0``, ``h = v + (x - v) / tau`` (the same operations in
+    the same order): spikes and potentials bit-for-bit SpikingJelly's (tested). With gradients,
+    SpikingJelly's implementation runs unchanged.
     """
 
     def __init__(self) -> None:
@@ -52,35 +51,13 @@ class SNASNetLIF(neuron.LIFNode):
     def _lean(self, x: torch.Tensor) -> bool:
         return not (torch.is_grad_enabled() and x.requires_grad) and not self.store_v_seq
 
-    def _potential(self, like: torch.Tensor) -> torch.Tensor | float:
-        v = self.v
-        if isinstance(v, torch.Tensor) and v.shape == like.shape:
-            return v
-        return float(self.v_reset)  # after a reset: the float v_reset, as SpikingJelly keeps it
+    def _charger(self) -> Charge:
+        tau = self.tau
 
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self._lean(x):
-            return super().single_step_forward(x)  # type: ignore[no-any-return]
-        spike = torch.empty_like(x)
-        self.v = self._charge_fire_reset(x, self._potential(x), spike)
-        return spike
+        def charge(x: torch.Tensor, v: torch.Tensor | float) -> torch.Tensor:
+            return torch.sub(x, v).div_(tau).add_(v)  # v + (x - v) / tau, SpikingJelly's order
 
-    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self._lean(x_seq):
-            return super().multi_step_forward(x_seq)  # type: ignore[no-any-return]
-        spikes = torch.empty_like(x_seq)
-        v = self._potential(x_seq[0])
-        for t in range(x_seq.shape[0]):
-            v = self._charge_fire_reset(x_seq[t], v, spikes[t])
-        self.v = v
-        return spikes
-
-    def _charge_fire_reset(self, x: torch.Tensor, v: torch.Tensor | float, spike: torch.Tensor):
-        """One step; writes the spikes (0.0 / 1.0) into ``spike``, returns the new potential."""
-        h = torch.sub(x, v)  # a new tensor, also when v is the float 0.0 of a fresh state
-        h.div_(self.tau).add_(v)  # v + (x - v) / tau, in SpikingJelly's order
-        torch.ge(h, self.v_threshold, out=spike)
-        return h.addcmul_(h, spike, value=-1.0)  # h - h·spike: 0 where it fired (v_reset = 0)
+        return charge
 
 
 def lif() -> SNASNetLIF:
