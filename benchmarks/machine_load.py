@@ -32,9 +32,9 @@ def busy_cpu_seconds() -> float | None:
 
 
 def own_cpu_seconds() -> float:
-    """CPU seconds this process has used."""
+    """CPU seconds this process and its finished (waited-for) child processes have used."""
     times = os.times()
-    return times.user + times.system
+    return times.user + times.system + times.children_user + times.children_system
 
 
 class Probe:

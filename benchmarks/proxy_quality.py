@@ -1,68 +1,101 @@
-"""Does the training-free score predict trained accuracy here? Rank correlations, measured.
+"""Does a training-free proxy predict trained accuracy here? Labels that reproduce, then ranks.
 
 SNASNet (Kim et al. 2022) reports Kendall's tau = 0.646 between its SAHD score and accuracy, and
-0.519 for the plain Hamming-distance kernel (its ablation). This script measures both on the
-README's quickstart setting (``studies/quickstart.toml``, read with ``load_config``: macro
-``light`` on the embedded Animal-MNIST, width 16, 2 shared cells, SAHD on 2 batches of 64, T = 5):
+0.519 for the plain Hamming-distance kernel (its ablation). A correlation with accuracy means
+something only if the accuracies themselves reproduce: this script measures that first.
 
-1. ``--archs`` (30) distinct valid architectures are drawn from the config's search space with a
-   seeded RNG (each edge uniform over the 5 ops, as a random sampler draws them; a cell without a
-   path from input to output, or one whose canonical form was already drawn, is redrawn). The
-   memory budget is not applied; ``within_budget`` says which rows the search would have scored.
-2. Each is scored twice with the objective's own batches and weights (``SpikeNASObjective``):
-   ``kind = "sahd"`` and ``kind = "hamming"`` (the same config otherwise).
-3. Each is trained once with one fixed short recipe (``optuna_spikenas.train``; default: Adam
-   lr 0.05 with cosine decay to 0, 1 epoch of 40 batches of 32, T = 5, seed ``--seed``) and its
-   validation accuracy after the last epoch recorded. The test split is never used.
-4. Kendall's tau-b and Spearman's rho (ties handled, computed here in numpy) of each score against
-   accuracy, each with a percentile bootstrap 95 % interval (architectures resampled with
-   replacement, ``--bootstrap`` 2000 resamples, seeded). The parameter count is correlated too, as
-   a baseline that any useful score should beat.
+1. **Architectures.** A pool of distinct valid architectures of the config's search space
+   (``studies/quickstart.toml``: macro ``light``, Animal-MNIST, 2 shared forward cells) is drawn
+   with a seeded RNG (each edge uniform over the 5 ops), grouped into strata by the number of
+   conv edges on an input-to-output path (the ``convs`` proxy: the scores' main signal), and
+   ``--archs`` (40) are taken round-robin over the strata, so that every conv count is present.
+2. **Proxies.** Every proxy of the registry (``PROXIES``: ``sahd``, ``hamming``, ``jacob_cov``,
+   ``params``, ``convs``) scores each architecture as a search would, with the objective's own
+   batches and initial weights at the config's setting (width 16, T = 5, 32 initialisations).
+3. **Labels.** Each architecture is trained ``--seeds`` (3) times, seeds 0..2 (initial weights
+   and batch order), with one recipe chosen from measured learning curves (README): width 8,
+   T = 2, Adam lr 0.005 with cosine decay to 0, 6 epochs of the whole train split (125 batches
+   of 64). The label is the validation accuracy after the last epoch, evaluated with BatchNorm
+   normalising each timestep with the batch's own statistics as in training (shuffled batches
+   of 500 validation images, running statistics untouched). Eval-mode accuracy (the running
+   statistics, shared by all timesteps) is recorded too: at T = 2 the first timestep's
+   statistics differ from the second's, and eval mode then misjudges some trained networks by
+   20 points, which is most of its seed-to-seed noise. The test split is never used.
+4. **Reproducibility of the labels.** ``label_reproducibility_tau`` is the mean Kendall tau-b
+   between the seeds' accuracy rankings (every pair of seeds). Below 0.5 the labels cannot
+   measure a proxy, and the script says so instead of reporting correlations as results.
+5. **Correlations.** Each proxy against the mean label over seeds: Kendall tau-b over all
+   architectures, tau-b within strata of equal conv count (a pair-weighted mean: does the proxy
+   rank architectures that the conv count cannot tell apart?), Spearman's rho; statistics from
+   ``scipy.stats``, each with a percentile bootstrap 95 % interval (architectures resampled
+   within their strata, ``--bootstrap`` 2000, seeded).
 
-The training is short (1,280 images seen), so accuracy measures how fast a network starts to
-learn rather than where it ends up; one training seed per architecture adds noise that lowers
-both correlations. ``mean/min/max`` accuracy in the output say whether training separated the
-architectures. ``contention`` says how much CPU other processes took during the run.
-
-``--quick``: 8 architectures, scoring on 1 batch of 32 at T = 2, training 1 epoch of 20
-batches of 16 at T = 2: a smoke test of the whole pipeline (< 2 min), not a figure to quote.
+Training runs in ``--workers`` processes (2, one torch thread each); ``--device cuda`` runs the
+same design larger (80 architectures, width 16, T = 5, 8 epochs: the scale a GPU affords).
+``--quick``: 7 architectures, 3 seeds of 1 epoch of 15 batches: a smoke test of the pipeline
+(about 2 min), not a figure to quote.
 
 Rerun (from the repository root):
 
-    .venv/bin/python benchmarks/proxy_quality.py --quick --json                 # < 2 min
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxy_quality.py --threads 1 \\
-        --out benchmarks/results/proxy_quality --json > run.json   # 20-25 min, 2 shared cores
+    .venv/bin/python benchmarks/proxy_quality.py --quick --json                 # ~2 min
+    .venv/bin/python benchmarks/proxy_quality.py --out benchmarks/results/proxy_quality \\
+        --json > run.json                                       # about an hour on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import dataclasses
+import itertools
 import json
+import multiprocessing
 import sys
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from machine_load import Probe
+from scipy import stats
 from search_speedup import machine_info
+from spikingjelly.activation_based import functional
 
 from optuna_spikenas.config import Config, load_config
+from optuna_spikenas.data import Split
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.objective import SpikeNASObjective
+from optuna_spikenas.proxies.convs import convs_score
+from optuna_spikenas.proxy_catalog import PROXIES
 from optuna_spikenas.space import EDGES, OPS, Architecture, Cell, SearchSpace, invalid_reason
-from optuna_spikenas.train import TrainSettings, train_architecture
+from optuna_spikenas.train import TrainSettings, build_trainable, train_network
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "studies" / "quickstart.toml"
 PAPER_TAU = {"sahd": 0.646, "hamming": 0.519}  # SNASNet, Kim et al. 2022 (SAHD; its ablation)
-SCORES = ("sahd", "hamming")
-FULL_MIN_ARCHS = 30
-QUICK = dict(archs=8, score=dict(batch_size=32, repeats=1, timesteps=2))
-QUICK_RECIPE = dict(epochs=1, batch_size=16, max_train_batches=20, timesteps=2)
-RECIPE_KEYS = ("epochs", "batch_size", "max_train_batches", "optimizer", "lr", "timesteps")
+REPRODUCIBLE_TAU = 0.5
+"""Below this mean seed-to-seed Kendall tau the labels cannot measure a proxy."""
+POOL = 1500
+"""Distinct valid architectures drawn before stratifying (every conv count appears in it)."""
+LABEL_EVAL_BATCH = 500
+SCALES: dict[str, dict[str, Any]] = {
+    "cpu": dict(archs=40, width=8, timesteps=2, epochs=6, batch_size=64, lr=0.005, workers=2),
+    "cuda": dict(archs=80, width=16, timesteps=5, epochs=8, batch_size=128, lr=0.005, workers=1),
+    "quick": dict(
+        archs=7,
+        width=8,
+        timesteps=2,
+        epochs=1,
+        batch_size=32,
+        lr=0.005,
+        workers=2,
+        max_train_batches=15,
+    ),
+}
+QUICK_SCORE = dict(batch_size=16, repeats=1, inits=2, timesteps=2)
 
 
 def log(message: str) -> None:
@@ -72,74 +105,94 @@ def log(message: str) -> None:
 # --- statistics ------------------------------------------------------------------------------
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``values``; tied values share the mean of the ranks they span."""
-    values = np.asarray(values, dtype=float)
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    first = np.cumsum(counts) - counts  # 0-based rank where each distinct value starts
-    return (first + (counts + 1) / 2.0)[inverse]
-
-
-def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b: (concordant - discordant) / sqrt(pairs untied in x * pairs untied in y).
-    NaN when either variable is constant."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    upper = np.triu_indices(len(x), k=1)
-    dx = np.sign(x[:, None] - x[None, :])[upper]
-    dy = np.sign(y[:, None] - y[None, :])[upper]
-    untied = float(np.count_nonzero(dx)) * float(np.count_nonzero(dy))
-    return float(np.sum(dx * dy) / np.sqrt(untied)) if untied > 0 else float("nan")
+def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b (scipy); NaN when either variable is constant."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.kendalltau(x, y, variant="b").statistic)
 
 
 def spearman_rho(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho: Pearson's correlation of the average ranks. NaN for a constant input."""
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    norm = np.sqrt(np.sum(rx * rx) * np.sum(ry * ry))
-    return float(np.sum(rx * ry) / norm) if norm > 0 else float("nan")
+    """Spearman's rho (scipy); NaN when either variable is constant."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
 
 
-Statistic = Callable[[np.ndarray, np.ndarray], float]
+def kendall_tau_within_strata(x: np.ndarray, y: np.ndarray, strata: np.ndarray) -> float:
+    """Tau-b inside each stratum, averaged with weights n_k (n_k - 1) / 2 (the stratum's pairs);
+    strata of one architecture or with a constant variable carry no information and are left
+    out. NaN when no stratum has a defined tau."""
+    total, weight = 0.0, 0.0
+    for stratum in np.unique(strata):
+        members = strata == stratum
+        tau = kendall_tau(x[members], y[members]) if members.sum() > 1 else float("nan")
+        if np.isfinite(tau):
+            pairs = members.sum() * (members.sum() - 1) / 2
+            total, weight = total + pairs * tau, weight + pairs
+    return total / weight if weight > 0 else float("nan")
 
 
-def bootstrap_interval(
-    x: np.ndarray, y: np.ndarray, statistic: Statistic, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(x, y)``: the (x, y) pairs are resampled with
-    replacement; resamples where the statistic is undefined (NaN) are left out. 95 %."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+def stratified_resamples(strata: np.ndarray, resamples: int, seed: int) -> list[np.ndarray]:
+    """``resamples`` index arrays, each drawing every stratum's members with replacement (so a
+    resample keeps each stratum's size)."""
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(x), size=(resamples, len(x)))
-    values = np.array([statistic(x[p], y[p]) for p in picks])
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    return [np.concatenate([rng.choice(g, size=len(g)) for g in groups]) for _ in range(resamples)]
 
 
-def correlations(x, y, resamples: int, seed: int) -> dict[str, Any]:
-    """Tau-b and rho with their intervals; None (JSON null) where undefined (a constant input)."""
+def interval(values: list[float]) -> list[float | None]:
+    """Percentile 95 % interval of the finite ``values``."""
+    finite = np.array([v for v in values if np.isfinite(v)])
+    if len(finite) == 0:
+        return [None, None]
+    return [round(float(v), 4) for v in np.percentile(finite, [2.5, 97.5])]
 
-    def number(value: float) -> float | None:
-        return round(value, 4) if np.isfinite(value) else None
 
-    out = {}
-    for name, stat in (("kendall_tau_b", kendall_tau_b), ("spearman_rho", spearman_rho)):
-        low, high = bootstrap_interval(x, y, stat, resamples, seed)
-        out[name] = {"value": number(stat(x, y)), "ci95": [number(low), number(high)]}
-    return out
+def number(value: float) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def correlations(
+    proxy: np.ndarray, label: np.ndarray, strata: np.ndarray, resamples: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Tau-b overall, tau-b within strata and rho of ``proxy`` against ``label``, each with its
+    stratified bootstrap interval; None (JSON null) where undefined."""
+    proxy, label = np.asarray(proxy, dtype=float), np.asarray(label, dtype=float)
+    measures = {
+        "kendall_tau": lambda i: kendall_tau(proxy[i], label[i]),
+        "kendall_tau_within_strata": lambda i: kendall_tau_within_strata(
+            proxy[i], label[i], strata[i]
+        ),
+        "spearman_rho": lambda i: spearman_rho(proxy[i], label[i]),
+    }
+    picks = stratified_resamples(strata, resamples, seed)
+    everything = np.arange(len(proxy))
+    return {
+        name: {"value": number(measure(everything)), "ci95": interval([measure(p) for p in picks])}
+        for name, measure in measures.items()
+    }
+
+
+def label_reproducibility(accuracy: np.ndarray) -> dict[str, Any]:
+    """Kendall tau-b between every pair of seeds' rankings (``accuracy[seed, arch]``) and mean."""
+    pairs = {
+        f"{a}-{b}": number(kendall_tau(accuracy[a], accuracy[b]))
+        for a, b in itertools.combinations(range(len(accuracy)), 2)
+    }
+    finite = [v for v in pairs.values() if v is not None]
+    return {"mean": number(np.mean(finite)) if finite else None, "pairs": pairs}
 
 
 def show(c: dict[str, Any]) -> str:
     """``+0.123 [+0.01, +0.25]`` for a correlation and its interval (``n/a`` if undefined)."""
     if c["value"] is None:
-        return "n/a (constant input)"
+        return "n/a"
     low, high = (f"{v:+.2f}" if v is not None else "?" for v in c["ci95"])
     return f"{c['value']:+.3f} [{low}, {high}]"
 
 
-# --- architectures, scoring and training ----------------------------------------------------
+# --- architectures ---------------------------------------------------------------------------
 
 
 def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
@@ -166,19 +219,170 @@ def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Arch
     return list(found.values())
 
 
-def recipe(args: argparse.Namespace) -> TrainSettings:
-    """The training recipe from the flags (named as ``TrainSettings``'s fields); cosine to 0."""
-    return TrainSettings(min_lr=0.0, **{key: getattr(args, key) for key in RECIPE_KEYS})
+def round_robin(groups: dict[int, list[Architecture]], count: int) -> list[Architecture]:
+    """``count`` architectures taken one per group in turn (groups in key order, each in its
+    own order), skipping exhausted groups."""
+    queues = [list(groups[key]) for key in sorted(groups)]
+    picked: list[Architecture] = []
+    while len(picked) < count and any(queues):
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.append(queue.pop(0))
+    if len(picked) < count:
+        raise RuntimeError(f"only {len(picked)} architectures to stratify")
+    return picked
 
 
-def make_objectives(config: Config, device: str) -> dict[str, SpikeNASObjective]:
-    """One objective per score kind: same dataset, batches and weight seeds."""
+def stratified_architectures(
+    space: SearchSpace, objective: SpikeNASObjective, count: int, seed: int
+) -> list[Architecture]:
+    """``count`` architectures stratified by their conv count (see the module docstring)."""
+    groups: dict[int, list[Architecture]] = defaultdict(list)
+    for arch in sample_architectures(space, POOL, seed):
+        groups[int(convs_score(arch, objective.macro))].append(arch)
+    return round_robin(groups, count)
+
+
+# --- labels: training in worker processes ----------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def start_worker(config: Config, threads: int, device: str) -> None:
+    """Per process: one torch thread count and one objective per proxy, built once."""
+    torch.set_num_threads(threads)
+    _WORKER["objectives"] = proxy_objectives(config, device)
+
+
+@contextlib.contextmanager
+def worker_pool(config: Config, args: argparse.Namespace) -> Iterator[Callable[..., Any]]:
+    """``imap(function, jobs)`` over ``args.workers`` processes (in this one when 1), results
+    as they finish; the processes are joined on leaving, so their CPU time is counted."""
+    init = (config, args.threads, args.device)
+    if args.workers == 1:
+        start_worker(*init)
+        yield map
+        return
+    pool = multiprocessing.get_context("fork").Pool(args.workers, start_worker, init)
+    try:
+        yield pool.imap_unordered
+    finally:
+        pool.close()
+        pool.join()
+
+
+def score_row(job: tuple[int, Architecture]) -> dict[str, Any]:
+    """Every proxy's value of one architecture, with its stratum and size."""
+    index, arch = job
+    objectives = _WORKER["objectives"]
+    macro = objectives["sahd"].macro
+    row: dict[str, Any] = {
+        "index": index,
+        "architecture": str(arch),
+        "stratum": int(convs_score(arch, macro)),
+        "parameters": memory_report(arch, macro).parameters,
+        "within_budget": objectives["sahd"].fits_budget(arch),
+    }
+    row.update({kind: round(objective.score(arch), 5) for kind, objective in objectives.items()})
+    return row
+
+
+def batch_statistics_accuracy(
+    network: torch.nn.Module, split: Split, batch_size: int, seed: int, device: torch.device
+) -> float:
+    """Accuracy on ``split`` with every BatchNorm normalising each timestep by the batch's own
+    statistics, as in training (shuffled batches of ``batch_size``); running statistics and
+    every other state are restored afterwards."""
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    images, labels = split.images[order], split.labels[order]
+    saved = copy.deepcopy(network.state_dict())
+    network.train()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(split), batch_size):
+                batch = images[start : start + batch_size].to(device)
+                try:
+                    predicted = network(batch).argmax(dim=1).cpu()
+                finally:
+                    functional.reset_net(network)
+                correct += int((predicted == labels[start : start + batch_size]).sum())
+    finally:
+        network.load_state_dict(saved)
+        network.eval()
+    return correct / len(split)
+
+
+def train_label(job: tuple[int, Architecture, int, TrainSettings]) -> dict[str, Any]:
+    """Train one architecture with one seed; its labels and curve."""
+    index, arch, seed, settings = job
+    reference = _WORKER["objectives"]["sahd"]
+    macro, dataset, device = reference.macro, reference.dataset, reference.device
+    network = build_trainable(arch, macro, dataset, settings, seed=seed)
+    result = train_network(network, dataset, settings, seed=seed, device=device)
+    accuracy = batch_statistics_accuracy(network, dataset.val, LABEL_EVAL_BATCH, seed, device)
+    return {
+        "index": index,
+        "seed": seed,
+        "accuracy": accuracy,
+        "eval_mode_accuracy": result.final_val_accuracy,
+        "eval_mode_curve": [round(a, 4) for a in result.val_accuracy],
+        "train_loss": round(result.train_loss[-1], 4),
+        "train_seconds": round(result.seconds, 1),
+    }
+
+
+def run_jobs(imap: Callable[..., Any], function: Callable[..., Any], jobs: list, what: str):
+    """``function`` over ``jobs`` with one progress line per finished job; results in job
+    order (each result's ``index`` and ``seed``)."""
+    started, results = time.perf_counter(), []
+    for done, outcome in enumerate(imap(function, jobs), start=1):
+        results.append(outcome)
+        elapsed = time.perf_counter() - started
+        detail = (
+            f"acc {outcome['accuracy']:.3f} (eval mode {outcome['eval_mode_accuracy']:.3f})"
+            if "accuracy" in outcome
+            else f"{outcome['stratum']} convs, sahd {outcome['sahd']:.2f}"
+        )
+        log(
+            f"  {what} {done}/{len(jobs)}: arch {outcome['index']}"
+            f"{' seed ' + str(outcome['seed']) if 'seed' in outcome else ''}: {detail}; about "
+            f"{elapsed / done * (len(jobs) - done):.0f}s to go"
+        )
+    return sorted(results, key=lambda r: (r["index"], r.get("seed", 0)))
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+SCORE_KEYS = ("architecture", "stratum", "parameters", "within_budget", *PROXIES)
+
+
+def reused_scores(path: Path, archs: list[Architecture], config: Config) -> list[dict[str, Any]]:
+    """The proxy values of an earlier run's JSON (``--scores-from``): scores are deterministic
+    for a config, so relabelling the same architectures with another recipe need not rescore
+    them. Refused unless that run scored these architectures, in this order, with these score
+    settings."""
+    earlier = json.loads(path.read_text())
+    if earlier["settings"]["score"] != dataclasses.asdict(config.score) | {
+        "width": archs[0].width
+    } or [r["architecture"] for r in earlier["rows"]] != [str(a) for a in archs]:
+        raise SystemExit(f"--scores-from {path}: other architectures or score settings")
+    log(f"proxy values of {len(archs)} architectures reused from {path}")
+    return [
+        {"index": i, **{key: row[key] for key in SCORE_KEYS}}
+        for i, row in enumerate(earlier["rows"])
+    ]
+
+
+def proxy_objectives(config: Config, device: str) -> dict[str, SpikeNASObjective]:
+    """One objective per proxy of the registry: same dataset, batches and weight seeds."""
     return {
         kind: SpikeNASObjective(
             dataclasses.replace(config, score=dataclasses.replace(config.score, kind=kind)),
             device=device,
         )
-        for kind in SCORES
+        for kind in PROXIES
     }
 
 
@@ -186,77 +390,93 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     total = Probe()
     config = load_config(args.config)
     if args.quick:
-        config = dataclasses.replace(
-            config, score=dataclasses.replace(config.score, **QUICK["score"])
-        )
-    objectives = make_objectives(config, args.device)
-    main_objective = objectives["sahd"]
-    macro, dataset, device = main_objective.macro, main_objective.dataset, main_objective.device
-    settings = recipe(args)
-    archs = sample_architectures(main_objective.space, args.archs, args.seed)
-    for objective in objectives.values():  # untimed warm-up: first-call overheads
-        objective.score(archs[0])
-    log(f"{len(archs)} architectures; training: {settings}")
-    rows: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for index, arch in enumerate(archs, start=1):
-        row: dict[str, Any] = {"architecture": str(arch), "canonical": arch.canonical_key()}
-        row["parameters"] = memory_report(arch, macro).parameters
-        row["within_budget"] = main_objective.fits_budget(arch)
-        row["score_seconds"] = {}
-        for kind, objective in objectives.items():
-            tick = time.perf_counter()
-            row[kind] = round(objective.score(arch), 4)
-            row["score_seconds"][kind] = round(time.perf_counter() - tick, 3)
-        result = train_architecture(arch, macro, dataset, settings, seed=args.seed, device=device)
-        row["val_accuracy"] = result.final_val_accuracy
-        row["train_loss"] = round(result.train_loss[-1], 4)
-        row["train_seconds"] = round(result.seconds, 2)
-        rows.append(row)
-        elapsed = time.perf_counter() - started
-        log(
-            f"  [{index}/{len(archs)}] {arch.cells[0]}: sahd {row['sahd']:.2f}, hamming "
-            f"{row['hamming']:.2f}, val acc {row['val_accuracy']:.3f} "
-            f"(scores {sum(row['score_seconds'].values()):.1f}s, training "
-            f"{row['train_seconds']:.1f}s); "
-            f"about {elapsed / index * (len(archs) - index):.0f}s to go"
-        )
-    accuracy = np.array([r["val_accuracy"] for r in rows])
-    results = {
+        config = dataclasses.replace(config, score=dataclasses.replace(config.score, **QUICK_SCORE))
+    reference = SpikeNASObjective(config, device=args.device)
+    archs = stratified_architectures(reference.space, reference, args.archs, args.seed)
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_lr=0.0,
+        optimizer="adam",
+        timesteps=args.timesteps,
+        max_train_batches=args.max_train_batches,
+    )
+    log(f"{len(archs)} architectures x {args.seeds} seeds; labels: width {args.width}, {settings}")
+    trainable = [Architecture(arch.cells, args.width) for arch in archs]
+    with worker_pool(config, args) as imap:
+        if args.scores_from is None:
+            rows = run_jobs(imap, score_row, list(enumerate(archs)), "scored")
+        else:
+            rows = reused_scores(args.scores_from, archs, config)
+        jobs = [
+            (i, a, seed, settings) for i, a in enumerate(trainable) for seed in range(args.seeds)
+        ]
+        for result in run_jobs(imap, train_label, jobs, "trained"):
+            row = rows[result.pop("index")]
+            for key, value in result.items():
+                if key != "seed":
+                    row.setdefault(key, []).append(value)
+    for row in rows:
+        del row["index"]
+    accuracy = np.array([r["accuracy"] for r in rows]).T  # [seed, arch]
+    eval_mode = np.array([r["eval_mode_accuracy"] for r in rows]).T
+    label = accuracy.mean(axis=0)
+    strata = np.array([r["stratum"] for r in rows])
+    reproducibility = label_reproducibility(accuracy)
+    measurable = (reproducibility["mean"] or -1.0) >= REPRODUCIBLE_TAU
+    proxies = {
         kind: correlations(
-            np.array([r[kind] for r in rows], dtype=float), accuracy, args.bootstrap, args.seed
+            np.array([r[kind] for r in rows]), label, strata, args.bootstrap, args.seed
         )
-        for kind in (*SCORES, "parameters")
+        for kind in PROXIES
     }
-    note = "quick smoke test: tiny scoring and training, not for quoting" if args.quick else ""
     return {
-        "question": "Kendall tau-b / Spearman rho of training-free scores vs trained accuracy",
+        "question": "rank correlation of each training-free proxy with trained accuracy",
         "quick": args.quick,
-        "note": note,
+        "training_seeds": args.seeds,
+        "label_reproducibility_tau": reproducibility["mean"],
+        "label_reproducibility_pairs": reproducibility["pairs"],
+        "eval_mode_reproducibility_tau": label_reproducibility(eval_mode)["mean"],
+        "labels_measure_proxies": measurable,
+        "verdict": (
+            f"labels reproduce (mean seed-to-seed tau >= {REPRODUCIBLE_TAU}): the correlations "
+            "below measure the proxies"
+            if measurable
+            else f"labels do NOT reproduce (mean seed-to-seed tau < {REPRODUCIBLE_TAU}): this "
+            "run cannot measure any proxy; its correlations are not results"
+        ),
+        "proxies": proxies,
+        "paper_kendall_tau": PAPER_TAU,
+        "strata": {str(k): int((strata == k).sum()) for k in np.unique(strata)},
+        "accuracy": {
+            "mean": number(label.mean()),
+            "min": number(label.min()),
+            "max": number(label.max()),
+            "seed_sd_mean": number(accuracy.std(axis=0, ddof=1).mean()) if args.seeds > 1 else None,
+            "between_arch_sd": number(label.std(ddof=1)),
+            "chance": round(1 / reference.dataset.num_classes, 4),
+        },
         "settings": {
             "config": str(args.config),
             "dataset": config.dataset.name,
             "macro": config.space.macro,
-            "width": main_objective.space.widths[0],
-            "num_cells": main_objective.space.num_cells[0],
-            "shared_cell": config.space.shared_cell,
-            "score": dataclasses.asdict(config.score) | {"kind": list(SCORES)},
-            "archs": len(archs),
+            "num_cells": reference.space.num_cells[0],
+            "score": dataclasses.asdict(config.score) | {"width": reference.space.widths[0]},
+            "labels": dataclasses.asdict(settings)
+            | {
+                "width": args.width,
+                "split": "validation",
+                "evaluation": f"batch statistics, shuffled batches of {LABEL_EVAL_BATCH}",
+            },
+            "archs": len(rows),
             "seed": args.seed,
             "bootstrap": args.bootstrap,
-            "recipe": dataclasses.asdict(settings) | {"split": "validation", "train_seeds": 1},
+            "workers": args.workers,
+            "scores_from": None if args.scores_from is None else str(args.scores_from),
         },
         "rows": rows,
-        "correlations": results,
-        "paper_kendall_tau": PAPER_TAU,
-        "val_accuracy": {
-            "mean": round(float(accuracy.mean()), 4),
-            "std": round(float(accuracy.std(ddof=1)), 4) if len(rows) > 1 else 0.0,
-            "min": round(float(accuracy.min()), 4),
-            "max": round(float(accuracy.max()), 4),
-            "chance": round(1 / dataset.num_classes, 4),
-        },
-        "machine": machine_info(device),
+        "machine": machine_info(reference.device),
         "contention": total.report(),
         "total_seconds": round(time.perf_counter() - total.wall, 1),
         "command": " ".join(["python benchmarks/proxy_quality.py", *sys.argv[1:]]),
@@ -270,32 +490,31 @@ def figure(report: dict[str, Any]):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    rows, corr = report["rows"], report["correlations"]
-    titles = [
-        f"{kind.upper()}: τ = {show(corr[kind]['kendall_tau_b'])} (paper {PAPER_TAU[kind]})"
-        for kind in SCORES
-    ]
-    fig = make_subplots(rows=1, cols=len(SCORES), subplot_titles=titles)
-    for col, kind in enumerate(SCORES, start=1):
+    rows, corr = report["rows"], report["proxies"]
+    kinds = list(corr)
+    titles = [f"{kind}: τ {show(corr[kind]['kendall_tau'])}" for kind in kinds]
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=titles)
+    for col, kind in enumerate(kinds, start=1):
         fig.add_trace(
             go.Scatter(
                 x=[r[kind] for r in rows],
-                y=[r["val_accuracy"] for r in rows],
+                y=[float(np.mean(r["accuracy"])) for r in rows],
+                error_y=dict(array=[float(np.std(r["accuracy"])) for r in rows], thickness=1),
                 mode="markers",
-                name=kind,
-                text=[f"{r['architecture']}<br>{r['parameters']:,} parameters" for r in rows],
-                hovertemplate="%{text}<br>score %{x:.3f}<br>val accuracy %{y:.3f}<extra></extra>",
+                marker=dict(color=[r["stratum"] for r in rows], colorscale="Viridis"),
+                text=[f"{r['architecture']}<br>{r['stratum']} convs" for r in rows],
+                hovertemplate="%{text}<br>proxy %{x:.3f}<br>accuracy %{y:.3f}<extra></extra>",
             ),
             row=1,
             col=col,
         )
-        fig.update_xaxes(title_text=f"{kind} score (training-free)", row=1, col=col)
-        fig.update_yaxes(title_text="validation accuracy (short training)", row=1, col=col)
+        fig.update_xaxes(title_text=kind, row=1, col=col)
+    fig.update_yaxes(title_text="validation accuracy (mean, SD over seeds)", row=1, col=1)
     s = report["settings"]
     quick = " (--quick: smoke test, not for quoting)" if report["quick"] else ""
     fig.update_layout(
-        title=f"Training-free score vs accuracy: {s['archs']} architectures, {s['dataset']}, "
-        f"macro {s['macro']}, width {s['width']}{quick}",
+        title=f"Proxies vs accuracy: {s['archs']} architectures x {report['training_seeds']} "
+        f"seeds, label reproducibility τ {report['label_reproducibility_tau']}{quick}",
         template="plotly_white",
         showlegend=False,
     )
@@ -310,73 +529,79 @@ def write_outputs(report: dict[str, Any], out: Path) -> None:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    m, s, a = report["machine"], report["settings"], report["val_accuracy"]
+    m, s, a = report["machine"], report["settings"], report["accuracy"]
     print(
-        f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, torch {m['torch']} with "
-        f"{m['torch_threads']} thread(s), device {m['device']}\nsetting: {s['dataset']}, macro "
-        f"{s['macro']}, width {s['width']}, {s['num_cells']} cells; scores on "
-        f"{s['score']['repeats']} batch(es) of {s['score']['batch_size']}, "
-        f"T = {s['score']['timesteps']}\ntraining: {s['recipe']}\n"
+        f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, torch {m['torch']}, device "
+        f"{m['device']}\nscores: {s['dataset']}, macro {s['macro']}, width "
+        f"{s['score']['width']}, {s['num_cells']} cells, T = {s['score']['timesteps']}\n"
+        f"labels: {s['labels']}\n"
     )
-    print(f"{'architecture':<24} {'params':>8} {'sahd':>9} {'hamming':>9} {'val acc':>8}")
+    print(f"{'architecture':<22} {'convs':>5} {'sahd':>8} {'hamming':>8} {'acc per seed':>20}")
     for r in report["rows"]:
+        accs = " ".join(f"{v:.2f}" for v in r["accuracy"])
         print(
-            f"{r['architecture'].split(' / ')[0]:<24} {r['parameters']:>8,} {r['sahd']:>9.3f} "
-            f"{r['hamming']:>9.3f} {r['val_accuracy']:>8.3f}"
+            f"{r['architecture'].split(' / ')[0]:<22} {r['stratum']:>5} {r['sahd']:>8.2f} "
+            f"{r['hamming']:>8.2f} {accs:>20}"
         )
     print(
-        f"\nval accuracy: mean {a['mean']:.3f}, min {a['min']:.3f}, max {a['max']:.3f} "
-        f"(chance {a['chance']:.2f})\n\n{'against accuracy':<18} {'Kendall tau-b':>26} "
-        f"{'Spearman rho':>26} {'paper tau':>10}"
+        f"\naccuracy: mean {a['mean']:.3f}, min {a['min']:.3f}, max {a['max']:.3f}, SD between "
+        f"architectures {a['between_arch_sd']}, mean SD between seeds {a['seed_sd_mean']}\n"
+        f"label reproducibility: tau {report['label_reproducibility_tau']} "
+        f"{report['label_reproducibility_pairs']} (eval mode: "
+        f"{report['eval_mode_reproducibility_tau']})\n{report['verdict']}\n"
     )
-    for kind, corr in report["correlations"].items():
-        cells = [show(corr["kendall_tau_b"]), show(corr["spearman_rho"])]
-        paper = PAPER_TAU.get(kind)
-        print(f"{kind:<18} {cells[0]:>26} {cells[1]:>26} {paper or '-':>10}")
+    print(f"{'proxy':<10} {'Kendall tau':>24} {'tau within strata':>24} {'Spearman rho':>24}")
+    for kind, c in report["proxies"].items():
+        cells = (show(c["kendall_tau"]), show(c["kendall_tau_within_strata"]))
+        print(f"{kind:<10} {cells[0]:>24} {cells[1]:>24} {show(c['spearman_rho']):>24}")
     share = report["contention"].get("other_processes_cpu_share")
     print(
-        f"\nintervals: bootstrap 95 %, {s['bootstrap']} resamples; other processes' CPU: "
-        f"{'?' if share is None else f'{100 * share:.0f}%'}; run: {report['total_seconds']:.0f}s"
+        f"\nintervals: stratified bootstrap 95 %, {s['bootstrap']} resamples; strata "
+        f"{report['strata']}; other processes' CPU "
+        f"{'?' if share is None else f'{100 * share:.0f}%'}; run {report['total_seconds']:.0f}s"
     )
-    if report["quick"]:
-        print(report["note"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="8 archs, tiny recipe, < 2 min")
+    parser.add_argument("--quick", action="store_true", help="7 archs, tiny recipe, ~2 min")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, help="write proxy_quality.json and .html here")
     parser.add_argument("--config", type=Path, default=QUICKSTART, help="study config (TOML)")
-    parser.add_argument("--archs", type=int, help=f"architectures (default {FULL_MIN_ARCHS})")
-    parser.add_argument("--seed", type=int, default=0, help="sampling, training, bootstrap seed")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--archs", type=int, help="architectures (cpu 40, cuda 80)")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds (default 3)")
+    parser.add_argument("--epochs", type=int, help="label training epochs (cpu 6, cuda 8)")
+    parser.add_argument("--lr", type=float, help="Adam's peak lr (default 0.005)")
+    parser.add_argument("--width", type=int, help="label networks' width (cpu 8, cuda 16)")
+    parser.add_argument("--timesteps", type=int, help="label training T (cpu 2, cuda 5)")
+    parser.add_argument("--workers", type=int, help="training processes (cpu 2, cuda 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (0)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (2000)")
     parser.add_argument(
-        "--train-batches", dest="max_train_batches", type=int, default=40, help="per epoch (cap)"
+        "--scores-from", type=Path, help="reuse the proxy values of an earlier run's JSON"
     )
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    parser.add_argument("--lr", type=float, default=0.05, help="peak lr (cosine decay to 0)")
-    parser.add_argument("--timesteps", type=int, help="training T (default: the config's)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.archs = args.archs or QUICK["archs"]
-        vars(args).update(QUICK_RECIPE)
-    args.archs = args.archs or FULL_MIN_ARCHS
-    if args.timesteps is None:
-        args.timesteps = load_config(args.config).score.timesteps
-    if not args.quick and args.archs < FULL_MIN_ARCHS:
-        parser.error(f"--archs must be at least {FULL_MIN_ARCHS} (or use --quick)")
-    if args.archs < 3 or args.bootstrap < 1 or args.threads < 1 or args.seed < 0:
-        parser.error("--archs must be >= 3, --bootstrap and --threads >= 1, --seed >= 0")
+    scale = SCALES["quick" if args.quick else args.device]
+    for key, value in scale.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.max_train_batches = scale.get("max_train_batches")
+    args.batch_size = scale["batch_size"]
+    if args.device == "cuda":
+        args.workers = 1
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA GPU here")
+    if (
+        args.archs < 3
+        or args.seeds < 2
+        or args.bootstrap < 1
+        or min(args.workers, args.threads) < 1
+    ):
+        parser.error("--archs must be >= 3, --seeds >= 2, --bootstrap, --workers, --threads >= 1")
     torch.set_num_threads(args.threads)
     report = run(args)
-    others = report["contention"].get("other_processes_cpu_share")
-    if others is not None and others > 0.05:
-        log(f"WARNING: other processes used {100 * others:.0f}% of the CPU; timings disturbed")
     if args.out is not None:
         write_outputs(report, args.out)
     if args.json:

@@ -32,6 +32,7 @@ from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.hardware.imc import HardwareProfileError, load_profile
 from optuna_spikenas.limits import (
     brief,
+    too_many_cells,
     too_many_parameters,
     too_many_timesteps,
     widest_architecture,
@@ -396,6 +397,9 @@ def validate(config: Config) -> None:
     _one_of("[score] kind", config.score.kind, SCORE_KINDS)
     _one_of("[score] device", config.score.device, DEVICES)
     _one_of("[search] sampler", config.search.sampler, SAMPLERS)
+    reason = too_many_cells(max(config.space.num_cells, default=0), "[space] num_cells")
+    if reason:
+        raise ConfigError(reason)
     for key in ("val_fraction", "test_fraction"):
         value = getattr(config.dataset, key)
         if not 0 < value < 0.5:

@@ -18,6 +18,10 @@ from optuna_spikenas.space import CONV3X3, EDGES, NUM_NODES, ZERO, Architecture,
 MAX_TIMESTEPS = 10_000
 """The most timesteps a network may run: the papers use 5-100; 10,000 already makes one trial of
 the smallest network take minutes, and beyond it a run only looks hung."""
+MAX_CELLS = 64
+"""The most cells a network may have: the papers use 2-4 (SNASNet, SpikeNAS) and 5 block
+positions (AutoSNN); a typo such as 10^9 would otherwise be allocated, as the network's
+description, before any other check could refuse it."""
 MAX_THREADS = 1024
 """PyTorch's thread pool above this fails in ways it blames on whatever runs next."""
 MAX_HEARTBEAT_SECONDS = 3600
@@ -43,6 +47,13 @@ def widest_architecture(num_cells: int, width: int) -> Architecture:
         matrix[i][j] = CONV3X3
     cell = Cell(tuple(tuple(row) for row in matrix))
     return Architecture((cell,) * num_cells, width)
+
+
+def too_many_cells(num_cells: int, what: str) -> str | None:
+    """Why ``num_cells`` cells is more than any run can use, or None."""
+    if num_cells <= MAX_CELLS:
+        return None
+    return f"{what}: {num_cells:,} cells is more than the {MAX_CELLS} any network here may have"
 
 
 def too_many_parameters(arch: Architecture, macro: Macro, what: str) -> str | None:

@@ -389,6 +389,10 @@ ROWS: dict[str, Row] = {
         bad_config({"score": {"timesteps": 10**9}}),
         ("[score] timesteps must be at most 10,000",),
     ),
+    "config-cells-too-many": Row(
+        bad_config({"space": {"num_cells": 10**10}}),
+        ("[space] num_cells: 10,000,000,000 cells", "more than the 64"),
+    ),
     "config-final-pool-without-snasnet-head": Row(
         bad_config({"space": {"final_pool": 2}}),
         ("[space] final_pool", "macro 'light' has no such pooling"),
