@@ -236,11 +236,12 @@ def round_robin(groups: dict[int, list[Architecture]], count: int) -> list[Archi
 
 
 def stratified_architectures(
-    space: SearchSpace, objective: SpikeNASObjective, count: int, seed: int
+    objective: SpikeNASObjective, count: int, seed: int
 ) -> list[Architecture]:
-    """``count`` architectures stratified by their conv count (see the module docstring)."""
+    """``count`` architectures of the objective's space stratified by their conv count (see the
+    module docstring)."""
     groups: dict[int, list[Architecture]] = defaultdict(list)
-    for arch in sample_architectures(space, POOL, seed):
+    for arch in sample_architectures(objective.space, POOL, seed):
         groups[int(convs_score(arch, objective.macro))].append(arch)
     return round_robin(groups, count)
 
@@ -394,7 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         config = dataclasses.replace(config, score=dataclasses.replace(config.score, **QUICK_SCORE))
     reference = SpikeNASObjective(config, device=args.device)
-    archs = stratified_architectures(reference.space, reference, args.archs, args.seed)
+    archs = stratified_architectures(reference, args.archs, args.seed)
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,

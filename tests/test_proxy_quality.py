@@ -118,7 +118,7 @@ def test_round_robin_takes_one_per_stratum_in_turn():
 
 def test_stratified_architectures_cover_every_conv_count():
     objective = SpikeNASObjective(load_config(QUICKSTART))
-    archs = pq.stratified_architectures(objective.space, objective, 14, seed=0)
+    archs = pq.stratified_architectures(objective, 14, seed=0)
     counts = [int(convs_score(a, objective.macro)) for a in archs]
     assert len({a.canonical_key() for a in archs}) == 14
     assert sorted(set(counts)) == [0, 2, 4, 6, 8, 10, 12]  # two cells, 0-6 convs each
@@ -129,7 +129,7 @@ def test_batch_statistics_accuracy_uses_batch_statistics_and_restores_the_networ
     """Written out: train-mode BatchNorm on each shuffled batch, argmax, count; and the
     network's state (running statistics included) and mode are as before."""
     objective = SpikeNASObjective(load_config(QUICKSTART))
-    arch = pq.stratified_architectures(objective.space, objective, 8, seed=0)[5]
+    arch = pq.stratified_architectures(objective, 8, seed=0)[5]
     settings = TrainSettings(
         epochs=1, batch_size=32, lr=0.005, optimizer="adam", timesteps=2, max_train_batches=3
     )
