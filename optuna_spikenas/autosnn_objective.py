@@ -24,6 +24,7 @@ import optuna
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
 from optuna_spikenas.budgets import excess
 from optuna_spikenas.config import Config, require_config
+from optuna_spikenas.constraint_list import record_constraint_list
 from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.study_setup import (
     NOT_SCORED,
@@ -120,7 +121,8 @@ class AutoSNNObjective:
         return over is None or over <= 0
 
     def _record_memory(self, trial: optuna.Trial, arch: AutoSNNArchitecture) -> bool:
-        """Parameters and memory; the ``memory`` constraint when the study has a budget."""
+        """Parameters and memory; the ``memory`` constraint when the study has a budget (and
+        the constraints' list for the dashboard)."""
         parameters = autosnn_parameters(arch, self.macro)
         bits = self.config.budget.weight_bits
         trial.set_constraint("valid", 0.0)
@@ -135,6 +137,7 @@ class AutoSNNObjective:
             trial.set_constraint("memory", over)
             trial.set_user_attr("constraint_memory", over)
             trial.set_user_attr("memory_budget_bits", self.config.budget.memory_bits)
+        record_constraint_list(trial)
         trial.set_user_attr("broken_budgets", "" if feasible else "memory")
         trial.set_user_attr("feasible", feasible)
         return feasible

@@ -7,10 +7,9 @@ From a study's trial (by default its best feasible one), write into a folder:
   user attributes and the study's config (which the storage does not keep: pass it);
 - ``model.py``: a standalone module that builds the same network with PyTorch and SpikingJelly
   only (``model_template``), with ``weights.pt`` beside it when a state dict is given;
-- ``model.nir`` on request: the network as an NIR graph, through SpikingJelly's NIR exchange,
-  when that can represent it. Today it cannot represent our networks (batch norm, max pooling,
-  the identity of skip edges and the timestep loop are outside it); the export then writes the
-  other files and raises an ``ExportError`` naming what is missing, rather than a partial graph.
+- ``model.nir`` on request: the network as an NIR graph (``nir_graph``), checked before the
+  export reports it: SpikingJelly's NIR reader runs the file and must reproduce the network's
+  outputs and spikes (``nir_replay``), or the file is removed and the export says why.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import json
 import math
 import pickle
 import shutil
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,6 @@ import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
-from spikingjelly.activation_based import functional
 from torch import nn
 
 from optuna_spikenas.architecture_file import (
@@ -44,6 +41,8 @@ from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.export_folder import ExportFolderError, check_export_folder, record_export
 from optuna_spikenas.macros import Macro
 from optuna_spikenas.model_template import write_model_py
+from optuna_spikenas.nir_graph import NIR_INSTALL, NIRExportError, import_nir, write_nir
+from optuna_spikenas.nir_replay import check_graph
 from optuna_spikenas.paths import make_folder, not_a_file
 from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.snn.network import build_network
@@ -56,12 +55,10 @@ __all__ = [
     "best_feasible_trial",
     "build_from_document",
     "export_trial",
-    "nir_problems",
     "write_model_py",
 ]
 
 ARTIFACT_NAME = "architecture.json"
-NIR_INSTALL = "pip install 'optuna-spikenas[nir]'"
 
 
 class ExportError(SpikeNASError):
@@ -77,6 +74,7 @@ class ExportResult:
     weights: Path | None
     nir: Path | None
     trial_number: int
+    nir_check: str | None = None  # what the NIR reader's run of ``nir`` showed
 
 
 def export_trial(
@@ -125,7 +123,13 @@ def export_trial(
     folder = Path(artifact_dir) if artifact_dir is not None else artifact_dir_for(storage_url)
     document = trial_document(study, trial, folder, config)
     if nir:
-        _import_nir_exchange()  # fail before writing anything when the extra is missing
+        try:
+            import_nir()  # fail before writing anything when the extra is missing
+            import nirtorch  # noqa: F401  # the reader that checks the file
+        except ImportError:
+            raise ExportError(f"checking an NIR file needs nirtorch: {NIR_INSTALL}") from None
+        except NIRExportError as err:
+            raise ExportError(str(err)) from None
     network = None
     if weights is not None or nir:
         network = build_from_document(document)
@@ -146,11 +150,13 @@ def export_trial(
             shutil.copyfile(weights, weights_pt)
             written.append(weights_pt)
     record_export(out, written)  # before the NIR graph, which may refuse
-    nir_path = None
+    nir_path, nir_check = None, None
     if network is not None and nir:
-        nir_path = export_nir(network, document, out / "model.nir")
+        nir_path, nir_check = export_nir(network, document, out / "model.nir")
         record_export(out, [nir_path])
-    return ExportResult(architecture_json, model_py, weights_pt, nir_path, trial.number)
+    return ExportResult(
+        architecture_json, model_py, weights_pt, nir_path, trial.number, nir_check
+    )
 
 
 # --- which trial ----------------------------------------------------------------------------
@@ -333,75 +339,23 @@ def _load_weights(network: nn.Module, path: Path) -> None:
 # --- NIR ------------------------------------------------------------------------------------
 
 
-def _import_nir_exchange() -> types.ModuleType:
-    """SpikingJelly's NIR exchange module; it needs the ``nir`` and ``nirtorch`` packages."""
+def export_nir(network: nn.Module, document: dict[str, Any], path: Path) -> tuple[Path, str]:
+    """Write ``network`` as an NIR graph to ``path`` (``nir_graph``), then run the file with
+    SpikingJelly's reader on random images and compare it with the network (``nir_replay``).
+    Returns the path and the comparison's one-line summary; a graph the reader does not
+    reproduce is removed and reported as an ``ExportError``."""
+    _, macro, timesteps = read_architecture(document)
     try:
-        import nir  # noqa: F401
-        import nirtorch  # noqa: F401
-        from spikingjelly.activation_based import nir_exchange
-    except ImportError as err:
-        package = err.name or "nir"
-        raise ExportError(f"NIR export needs the {package} package: {NIR_INSTALL}") from None
-    return nir_exchange
-
-
-def _nir_supported_types() -> tuple[type, ...]:
-    """The layer types SpikingJelly's NIR exchange maps (its own table)."""
-    from spikingjelly.activation_based.nir_exchange import to_nir
-
-    mapper = to_nir._ModuleMapper.__new__(to_nir._ModuleMapper)  # the table needs no state
-    return tuple(mapper.map_dict)
-
-
-def nir_problems(network: nn.Module) -> list[str]:
-    """What keeps SpikingJelly's NIR exchange from exporting ``network`` whole: the layers it
-    has no mapping for (named with their first module path), and a forward pass that torch.fx
-    cannot trace; empty when the exchange can export it."""
-    from nirtorch.torch_tracer import NIRTorchTracer
-
-    supported = _nir_supported_types()
-    tracer = NIRTorchTracer(supported)  # as the exchange sets it up: its layers are leaves
-    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
-    unsupported: dict[str, list[str]] = {}
-    leaves: set[type] = set(supported)
-    skip: list[str] = []  # module paths whose submodules the tracer never sees
-    for name, module in network.named_modules():
-        if any(name.startswith(f"{prefix}.") for prefix in skip):
-            continue
-        if name and tracer.is_leaf_module(module, name) and not isinstance(module, containers):
-            skip.append(name)
-            leaves.add(type(module))
-            if not isinstance(module, supported):
-                unsupported.setdefault(type(module).__name__, []).append(name)
-    problems = []
-    for kind, names in unsupported.items():
-        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-        problems.append(f"{kind} ({names[0]}{more})")
-    if problems:
-        problems = ["it has no mapping for " + ", ".join(problems)]
-    try:
-        NIRTorchTracer(tuple(leaves)).trace(network)
-    except Exception as err:  # torch.fx's TraceError, or whatever the forward raises on proxies
-        problems.append(f"torch.fx cannot trace the forward pass ({err})")
-    finally:
-        functional.reset_net(network)  # no traced values left in the neurons' or cells' state
-    return problems
-
-
-def export_nir(network: nn.Module, document: dict[str, Any], path: Path) -> Path:
-    """Write ``network`` as an NIR graph to ``path``, or raise ``ExportError`` naming what the
-    exchange cannot represent (nothing is written then)."""
-    nir_exchange = _import_nir_exchange()
-    problems = nir_problems(network)
-    if problems:
-        raise ExportError(
-            f"cannot write {path.name} with SpikingJelly's NIR exchange: {'; '.join(problems)}; "
-            f"the other files are in {path.parent}"
+        written = write_nir(network, timesteps, path)
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randn(
+            4, macro.in_channels, macro.image_size, macro.image_size, generator=generator
         )
-    macro = document["macro"]
-    example = torch.rand(1, macro["in_channels"], macro["image_size"], macro["image_size"])
-    try:
-        nir_exchange.export_to_nir(network.eval(), example, path)
-    except (NotImplementedError, ValueError, KeyError) as err:
-        raise ExportError(f"cannot write {path.name}: {type(err).__name__}: {err}") from None
-    return path
+        check = check_graph(path, network, written.neurons, timesteps, images)
+    except NIRExportError as err:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path.name}: {err}") from None
+    if not check.agrees:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"{path.name} not written: {check.summary()}")
+    return path, check.summary()

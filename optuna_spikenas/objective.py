@@ -3,9 +3,10 @@
 Per trial, in this order:
   1. the sampler's parameters become an ``Architecture``;
   2. validity and the budgets (memory, and the IMC hardware model's area, latency and energy)
-     are recorded with ``trial.set_constraint`` (feasible when <= 0) and as user attributes
-     (``broken_budgets`` names the ones broken); an invalid or over-budget candidate is never
-     built or scored and returns ``-inf`` for every objective;
+     are recorded with ``trial.set_constraint`` (feasible when <= 0), as the list optuna-dashboard
+     reads (``constraint_list.py``) and as user attributes (``broken_budgets`` names the ones
+     broken); an invalid or over-budget candidate is never built or scored and returns ``-inf``
+     for every objective;
   3. a candidate that computes the same function as a completed trial's (the same canonical
      key, ``Cell.function_key``) reuses that trial's values (``duplicate_of`` says which), so
      repeated proposals cost nothing and workers agree;
@@ -36,6 +37,7 @@ from torch.nn.utils import parametrize
 
 from optuna_spikenas.budgets import HARDWARE_COST, Budgets, Check
 from optuna_spikenas.config import Config, require_config
+from optuna_spikenas.constraint_list import record_constraint_list
 from optuna_spikenas.data import batch_for_scoring
 from optuna_spikenas.hardware.imc import load_profile
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
@@ -199,7 +201,8 @@ class SpikeNASObjective:
         return self.budgets.fits(arch)
 
     def _record_constraints(self, trial: optuna.Trial, arch: Architecture) -> bool:
-        """Set the constraints and their user attributes; True when the candidate is feasible."""
+        """Set the constraints (``trained`` is already set in a screened search), their list
+        for the dashboard and their user attributes; True when the candidate is feasible."""
         check = self.check(arch)
         valid = 0.0 if check.reason is None else 1.0
         trial.set_constraint("valid", valid)
@@ -219,6 +222,7 @@ class SpikeNASObjective:
             trial.set_constraint(name, excess)
             trial.set_user_attr(f"constraint_{name}", excess)
             trial.set_user_attr(f"{name}_budget_{units[name]}", check.budgets[name])
+        record_constraint_list(trial)
         trial.set_user_attr("broken_budgets", ", ".join(check.broken))
         trial.set_user_attr("feasible", check.feasible)
         return check.feasible

@@ -24,6 +24,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_spikenas.constraint_list import LIST_KEY, NAMED_PREFIX
 from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.interrupts import deferred_signals
 from optuna_spikenas.recovery import WORKER_KEY, this_worker
@@ -328,8 +329,9 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
       samplers: it died while its sampler was choosing) is not retried. Its retry would have
       nothing to re-run, and the cell-by-cell sampler would take it for the retry of a candidate
       and score a random one in its place; the search goes on without it as without a retry.
-    - Its constraints (system attributes ``constraints:NAME``) are not copied: the objective sets
-      them again, and Optuna ignores (with a warning) a constraint that is already set.
+    - Its constraints (system attributes ``constraints:NAME`` and their list ``constraints``,
+      ``constraint_list.py``) are not copied: the objective sets them again, and Optuna ignores
+      (with a warning) a constraint that is already set.
     """
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -339,7 +341,7 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             key: value
             for key, value in trial.system_attrs.items()
-            if not key.startswith("constraints:")
+            if key != LIST_KEY and not key.startswith(NAMED_PREFIX)
         }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -12,6 +12,7 @@ from optuna_spikenas.autosnn_objective import AutoSNNObjective
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.cli import main
 from optuna_spikenas.config import ConfigError, config_from_dict
+from optuna_spikenas.constraint_list import LIST_KEY, named_constraints
 from optuna_spikenas.samplers import make_sampler
 from optuna_spikenas.samplers.evolution import EvolutionarySampler
 from optuna_spikenas.supernet import fitness
@@ -58,6 +59,7 @@ def test_every_trial_carries_accuracy_spikes_and_fitness(objective):
         assert neurons == pytest.approx(attrs["neuron_spikes_per_image"], rel=1e-3)
         assert neurons + pooled == pytest.approx(attrs["spikes_per_image"], rel=1e-3)
         assert json.loads(json.dumps(attrs)) == attrs
+        assert trial.system_attrs[LIST_KEY] == [0.0]  # no budget: `valid` alone, for the dashboard
     assert len({t.user_attrs["architecture"] for t in study.trials}) == 6
 
 
@@ -82,6 +84,10 @@ def test_memory_budget_is_a_constraint(tmp_path, one_thread):
     assert small.user_attrs["feasible"] and small.constraints["memory"] <= 0
     assert not large.user_attrs["feasible"] and large.value == float("-inf")
     assert large.user_attrs["broken_budgets"] == "memory" and "accuracy" not in large.user_attrs
+    for trial in (small, large):  # the list optuna-dashboard reads, in a fixed order
+        named = named_constraints(trial.system_attrs)
+        assert trial.system_attrs[LIST_KEY] == [named["valid"], named["memory"]]
+    assert small.system_attrs[LIST_KEY][1] <= 0 < large.system_attrs[LIST_KEY][1]
 
 
 @pytest.mark.parametrize(

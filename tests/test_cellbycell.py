@@ -249,6 +249,15 @@ def test_a_study_with_other_samplers_trials_is_refused(tmp_path):
         optuna.load_study(study_name="s", storage=url, sampler=sampler).ask()
 
 
+def test_a_study_that_minimizes_is_refused():
+    """The sampler keeps each phase's highest value: a minimizing study would grow the worst."""
+    for directions in (["minimize"], ["maximize", "maximize"]):
+        sampler = CellByCellSampler(max_cells=2, width=4)
+        study = optuna.create_study(directions=directions, sampler=sampler)
+        with pytest.raises(ValueError, match='direction="maximize"'):
+            study.ask()
+
+
 @pytest.mark.parametrize("sampler_name", ["cellbycell", "evolution"])
 def test_a_worker_killed_while_its_sampler_chooses_leaves_a_stale_trial(tmp_path, sampler_name):
     # Optuna's own heartbeat starts after the sampler's before_trial: without our beat, a

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from optuna_spikenas.architecture_file import read_architecture
 from optuna_spikenas.config import config_from_dict
+from optuna_spikenas.constraint_list import named_constraints
 from optuna_spikenas.dashboard import (
     FIGURE_IDS,
     TrialArtifacts,
@@ -119,6 +120,44 @@ def test_the_study_carries_named_objectives_and_both_figures(searched):
     }
     assert set(zip(front["x"], front["y"], strict=True)) == expected
     assert study.metric_names == ["score"]
+
+
+def dashboard_get(storage, path: str) -> dict:
+    """GET ``path`` from optuna-dashboard's own WSGI app, in process; its JSON."""
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+
+    def start_response(code, headers, exc_info=None):
+        status.append(code)
+
+    body = b"".join(wsgi(storage)(environ, start_response))
+    assert status == ["200 OK"], (status, body[:300])
+    return json.loads(body)
+
+
+def test_the_dashboard_api_marks_exactly_the_over_budget_trials_infeasible(searched):
+    """optuna-dashboard 0.21 greys out a trial when a value of its ``constraints`` list is
+    positive; the list holds the named constraints, valid then memory."""
+    study, *_ = searched
+    detail = dashboard_get(study._storage, f"/api/studies/{study._study_id}")
+    trials = {t.number: t for t in study.get_trials()}
+    assert sorted(t["number"] for t in detail["trials"]) == sorted(trials)
+    infeasible = 0
+    for shown in detail["trials"]:
+        trial = trials[shown["number"]]
+        named = named_constraints(trial.system_attrs)
+        assert shown["constraints"] == [named["valid"], named["memory"]]  # never empty
+        over = [v > 0 for v in shown["constraints"]]
+        assert any(over) == (not trial.user_attrs["feasible"]), trial.number
+        assert over[0] == ("invalid_reason" in trial.user_attrs)
+        assert over[1] == ("memory" in trial.user_attrs["broken_budgets"])
+        infeasible += any(over)
+    assert 0 < infeasible < len(trials)  # both kinds are checked
 
 
 def test_artifact_folder_lies_beside_the_database(tmp_path):

@@ -17,6 +17,8 @@ import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -148,6 +150,64 @@ def visible_text(dom: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Element] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+    def walk(self):
+        """This element and every element inside it, in document order."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+class _TreeBuilder(HTMLParser):
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+            "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {})
+        self.open = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, {k: v or "" for k, v in attrs})
+        self.open[-1].children.append(element)
+        if tag not in self.VOID:
+            self.open.append(element)
+
+    def handle_startendtag(self, tag, attrs):
+        self.open[-1].children.append(Element(tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag):
+        for depth in range(len(self.open) - 1, 0, -1):
+            if self.open[depth].tag == tag:
+                del self.open[depth:]
+                return
+
+    def handle_data(self, data):
+        self.open[-1].text += data
+
+
+def element_by_id(dom: str, element_id: str) -> Element:
+    builder = _TreeBuilder()
+    builder.feed(dom)
+    builder.close()
+    return next(e for e in builder.root.walk() if e.attrs.get("id") == element_id)
+
+
+def fill(element: Element) -> str | None:
+    found = re.search(r"(?:^|;)\s*fill:\s*([^;]+)", element.attrs.get("style", ""))
+    return found.group(1).strip() if found else None
+
+
 @pytest.fixture(scope="module")
 def chromium():
     found = browser.find_chromium()
@@ -195,3 +255,36 @@ def test_chromium_shows_trials_attributes_and_the_cell_diagram(dashboard, chromi
         png = browser.screenshot(url, out / name, 1400, height, wait_ms=10_000,
                                  chromium=chromium)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+GREY = "rgb(204, 204, 204)"  # optuna-dashboard's "#cccccc" for infeasible trials
+
+
+def test_chromium_greys_out_the_over_budget_trials(dashboard, chromium):
+    """optuna-dashboard draws a completed trial whose ``constraints`` list has a positive value
+    as infeasible: on the study page's timeline, a grey bar of the trace "Infeasible" instead of
+    a bar of "Complete". Without the list every trial would be drawn feasible."""
+    base, _ = dashboard
+    study_id, detail = study_detail(base)
+    trials = detail["trials"]
+    assert all(t["state"] == "Complete" and t["constraints"] for t in trials)
+    infeasible = [t["number"] for t in trials if any(v > 0 for v in t["constraints"])]
+    over_budget = [
+        t["number"] for t in trials
+        if {a["key"]: a["value"] for a in t["user_attrs"]}["feasible"] == "False"
+    ]
+    assert infeasible == over_budget and 0 < len(infeasible) < len(trials)
+
+    dom = browser.dump_dom(f"{base}/dashboard/studies/{study_id}", wait_ms=10_000,
+                           chromium=chromium)
+    timeline = element_by_id(dom, "graph-timeline")
+    legend = [e.text for e in timeline.walk() if "legendtext" in e.classes]
+    traces = [e for e in timeline.walk() if {"trace", "bars"} <= e.classes]
+    assert legend == ["Complete", "Infeasible"] and len(traces) == 2
+    bars = {
+        name: [fill(p) for p in trace.walk() if p.tag == "path"]
+        for name, trace in zip(legend, traces, strict=True)
+    }
+    assert bars["Infeasible"] == [GREY] * len(infeasible)
+    assert len(bars["Complete"]) == len(trials) - len(infeasible)
+    assert GREY not in bars["Complete"]

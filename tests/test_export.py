@@ -27,9 +27,7 @@ from optuna_spikenas.export import (
     ExportError,
     best_feasible_trial,
     build_from_document,
-    export_nir,
     export_trial,
-    nir_problems,
     write_model_py,
 )
 from optuna_spikenas.macros import get_macro
@@ -312,39 +310,6 @@ def test_model_py_is_clean_code(standalone):
         [ruff, "format", "--check", *options, *files], cwd=root, capture_output=True, text=True
     )
     assert formatted.returncode == 0, formatted.stdout
-
-
-def test_nir_names_what_the_exchange_cannot_represent(searched, tmp_path):
-    pytest.importorskip("nir")
-    pytest.importorskip("nirtorch")
-    storage, _, _ = searched
-    with pytest.raises(ExportError, match=r"cannot write model\.nir .*BatchNorm2d \(stem\.1"):
-        export_trial(storage, "s", tmp_path, nir=True)
-    assert not (tmp_path / "model.nir").exists()
-    assert (tmp_path / "architecture.json").is_file() and (tmp_path / "model.py").is_file()
-
-    arch, macro = CASES["autosnn"]
-    problems = nir_problems(build_from_document(architecture_record(arch, macro, 2)))
-    assert "MaxPool2d (pool)" in problems[0]
-    assert "torch.fx cannot trace the forward pass" in problems[1]
-
-
-def test_nir_exports_what_the_exchange_supports(tmp_path):
-    nir = pytest.importorskip("nir")
-    pytest.importorskip("nirtorch")
-    toy = nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        neuron.LIFNode(tau=2.0, v_reset=0.0),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64, 10),
-        neuron.LIFNode(v_reset=0.0),
-    )
-    assert nir_problems(toy) == []
-    path = export_nir(toy, {"macro": {"in_channels": 1, "image_size": 8}}, tmp_path / "m.nir")
-    graph = nir.read(path)
-    kinds = sorted(type(node).__name__ for node in graph.nodes.values())
-    assert kinds == ["Affine", "AvgPool2d", "Conv2d", "Flatten", "Input", "LIF", "LIF", "Output"]
 
 
 def test_nir_without_the_extra_says_how_to_install_it(searched, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from optuna_spikenas.config import ConfigError, config_from_dict
+from optuna_spikenas.constraint_list import LIST_KEY, ORDER, named_constraints
 from optuna_spikenas.hardware.imc import imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.macros import get_macro
@@ -68,7 +69,9 @@ def enqueue_and_run(objective, archs, directions=("maximize",)):
 def test_each_budget_is_a_constraint_and_the_broken_ones_are_named():
     objective = SpikeNASObjective(config(budgets_of(MIDDLE)))
     small, middle, large = enqueue_and_run(objective, [SMALL, MIDDLE, LARGE]).trials
-    assert set(large.constraints) == {"valid", "memory", "area", "latency", "energy"}
+    named = named_constraints(large.system_attrs)
+    assert set(named) == {"valid", "memory", "area", "latency", "energy"}
+    assert large.system_attrs[LIST_KEY] == [named[n] for n in ORDER if n in named]  # dashboard
     for trial in (small, middle):
         assert trial.user_attrs["feasible"] and trial.user_attrs["broken_budgets"] == ""
         assert all(v <= 0 for v in trial.constraints.values()) and math.isfinite(trial.value)
@@ -94,7 +97,7 @@ def test_a_single_hardware_budget_breaks_alone(only):
     name = only.split("_")[0]
     assert costs(LARGE)[only] > 2 * small[only]  # more conv layers: every cost grows
     assert trial.user_attrs["broken_budgets"] == name
-    assert set(trial.constraints) == {"valid", name}
+    assert set(named_constraints(trial.system_attrs)) == {"valid", name}
     assert trial.constraints[name] == pytest.approx(costs(LARGE)[only] / (small[only] * 1.0001) - 1)
 
 

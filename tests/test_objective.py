@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from optuna_spikenas.config import config_from_dict
+from optuna_spikenas.constraint_list import LIST_KEY, ORDER, named_constraints
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.objective import SpikeNASObjective
 from optuna_spikenas.space import Architecture, architecture_params
@@ -69,9 +70,38 @@ def test_invalid_cell_is_infeasible_and_not_scored():
     study = run(objective, ["0330 0030 0000 0000"])  # nothing reaches node 3
     trial = study.trials[0]
     assert trial.value == NOT_SCORED
-    assert trial.constraints == {"valid": 1.0}
+    assert named_constraints(trial.system_attrs) == {"valid": 1.0}
+    assert trial.system_attrs[LIST_KEY] == [1.0]  # the list optuna-dashboard reads
+    assert trial.constraints == {"valid": 1.0, "0": 1.0}  # Optuna 5 reads both forms
     assert "no path" in trial.user_attrs["invalid_reason"]
     assert objective.built == []
+
+
+def test_every_path_records_the_constraints_list_for_the_dashboard():
+    """Over budget, invalid, scored and duplicate trials: each has the list optuna-dashboard
+    reads, its named constraints in a fixed order, positive exactly when it is infeasible."""
+    small = Architecture.parse("0111 0011 0001 0000", 2, 4)
+    config = tiny_config(max_parameters=memory_report(small, light_digits()).parameters + 10)
+    cells = ["0333 0033 0003 0000", "0330 0030 0000 0000", "0111 0011 0001 0000"]
+    study = run(SpikeNASObjective(config), [*cells, cells[-1]])
+    over, invalid, fits, duplicate = study.trials
+    assert duplicate.user_attrs["duplicate_of"] == fits.number
+    for trial in study.trials:
+        named = named_constraints(trial.system_attrs)
+        assert set(named) == {"valid", "memory"}
+        assert trial.system_attrs[LIST_KEY] == [named["valid"], named["memory"]]  # fixed order
+        feasible = trial.user_attrs["feasible"]
+        assert feasible == all(v <= 0 for v in trial.system_attrs[LIST_KEY])
+        assert feasible == (trial.number in (fits.number, duplicate.number))
+    assert over.system_attrs[LIST_KEY][0] == 0.0 < over.system_attrs[LIST_KEY][1]
+    assert invalid.system_attrs[LIST_KEY] == [1.0, 1.0]  # an invalid cell breaks every budget
+
+
+def test_the_list_order_names_every_constraint_the_objectives_set():
+    from optuna_spikenas.budgets import CONSTRAINTS
+    from optuna_spikenas.samplers.screen import TRAINED_CONSTRAINT
+
+    assert ORDER == (TRAINED_CONSTRAINT, "valid", *CONSTRAINTS)
 
 
 def test_equivalent_cells_are_scored_once():

@@ -29,6 +29,7 @@ import pytest
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_spikenas.constraint_list import record_constraint_list
 from optuna_spikenas.storage import (
     CLAIM_KEYS,
     DEFAULT_RETRIES,
@@ -424,6 +425,7 @@ def test_a_stale_trial_is_retried_with_its_candidate_and_one_without_is_not(tmp_
         scoring = study.ask()  # its worker dies while scoring: it has its candidate
         scoring.suggest_categorical("cell1_edge01", ["skip", "conv3x3"])
         scoring.set_constraint("valid", 0.0)
+        record_constraint_list(scoring)  # and the dashboard's list: neither is inherited
         scoring.set_user_attr("canonical", "0100 0000 0000 0000 @ 4")
         choosing = study.ask()  # its worker dies while its sampler chooses: no candidate
         for trial in (scoring, choosing):

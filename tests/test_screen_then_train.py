@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_spikenas.config import ConfigError, config_from_dict, load_config
+from optuna_spikenas.constraint_list import LIST_KEY, named_constraints
 from optuna_spikenas.samplers import make_pruner, make_sampler
 from optuna_spikenas.samplers.screen import (
     RANK_ATTR,
@@ -173,6 +174,23 @@ def test_real_objective_screens_without_training_and_the_pruner_stops_training(p
         assert t.constraints["trained"] == 0.0
     with pytest.raises(ValueError, match="No feasible trials"):
         pruned_study.best_trial  # noqa: B018  (screen trials are not results)
+    for t in screens + train:  # the list optuna-dashboard reads, `trained` first
+        named = named_constraints(t.system_attrs)
+        assert t.system_attrs[LIST_KEY] == [named[n] for n in ("trained", "valid", "memory")]
+        assert len(named) == 3
+
+
+def test_the_base_sampler_sees_the_budgets_but_neither_trained_nor_the_list(pruned_study):
+    """The stage-1 view hides ``trained`` and the dashboard's list (which repeats it): the base
+    sampler reads the named budgets alone, as before the list was written."""
+    view = _ScoreView.of(pruned_study).get_trials(deepcopy=False)
+    assert view
+    for t in view:
+        assert LIST_KEY not in t.system_attrs
+        assert t.constraints == {
+            k: v for k, v in named_constraints(t.system_attrs).items() if k != "trained"
+        }
+        assert set(t.constraints) == {"valid", "memory"}
 
 
 def test_pruners_from_the_config():

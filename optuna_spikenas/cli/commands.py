@@ -239,6 +239,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  weights       {result.weights}")
     if result.nir is not None:
         print(f"  NIR graph     {result.nir}")
+        print(f"                {result.nir_check}")
     return 0
 
 

@@ -101,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--artifact-dir", default=None, help="default: STORAGE-artifacts beside the database"
     )
-    exp.add_argument("--nir", action="store_true", help="also an NIR graph (extra: nir)")
+    exp.add_argument(
+        "--nir",
+        action="store_true",
+        help="also an NIR graph, checked by running it with SpikingJelly's NIR reader "
+        "(extra: nir)",
+    )
     exp.add_argument(
         "--force", action="store_true", help="overwrite files in --out that no export wrote"
     )

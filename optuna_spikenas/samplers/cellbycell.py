@@ -29,7 +29,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.study import Study
+from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.interrupts import stop_optimize
@@ -252,6 +252,11 @@ class CellByCellSampler(BaseSampler):
             # so that it reuses that trial's score instead of scoring the candidate twice.
             self._wait_for_slot_twin(study, trial)
             return
+        if study.directions != [StudyDirection.MAXIMIZE]:
+            raise ValueError(
+                "CellByCellSampler keeps each phase's highest value: its study needs one "
+                'objective, direction="maximize"'
+            )
         # one read for this check and the first claim
         trials: list[FrozenTrial] | None = study.get_trials(deepcopy=False)
         if "fixed_params" in trial.system_attrs or self.foreign_trials(study, trials):

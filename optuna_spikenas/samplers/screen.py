@@ -47,6 +47,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_spikenas.constraint_list import LIST_KEY, NAMED_PREFIX
 from optuna_spikenas.interrupts import stop_optimize
 from optuna_spikenas.recovery import WORKER_KEY, attempts_settled, fail_stale_trials, mark_worker
 from optuna_spikenas.storage import beat_while_sampling
@@ -405,9 +406,10 @@ class _ScoreView(Study):
 
 def _as_scored(trial: FrozenTrial, deep: bool) -> FrozenTrial:
     view = copy.deepcopy(trial) if deep else copy.copy(trial)
-    key = f"constraints:{TRAINED_CONSTRAINT}"
-    if key in trial.system_attrs:
-        view.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != key}
+    # without ``trained``, and without the constraints' list for the dashboard, which repeats it
+    hidden = {f"{NAMED_PREFIX}{TRAINED_CONSTRAINT}", LIST_KEY}
+    if not hidden.isdisjoint(trial.system_attrs):
+        view.system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in hidden}
     if trial.state == TrialState.COMPLETE and trial.user_attrs.get("feasible"):
         view.value = _score(trial)
     return view
