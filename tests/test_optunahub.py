@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import optuna
+import optunahub
 import pytest
 import yaml
 from packaging.version import Version
 
-import optunahub
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.samplers.evolution import EvolutionarySampler
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-
 import optunahub
 
 PACKAGE = "samplers/autosnn_evolution"

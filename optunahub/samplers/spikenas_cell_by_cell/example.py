@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-
 import optunahub
 
 PACKAGE = "samplers/spikenas_cell_by_cell"
