@@ -44,6 +44,7 @@ from optuna_spikenas.model_template import write_model_py
 from optuna_spikenas.nir_graph import NIR_INSTALL, NIRExportError, import_nir, write_nir
 from optuna_spikenas.nir_replay import check_graph
 from optuna_spikenas.paths import make_folder, not_a_file
+from optuna_spikenas.quantize import FLOAT_BITS, k_bit_copy
 from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, SpaceError
@@ -343,8 +344,15 @@ def export_nir(network: nn.Module, document: dict[str, Any], path: Path) -> tupl
     """Write ``network`` as an NIR graph to ``path`` (``nir_graph``), then run the file with
     SpikingJelly's reader on random images and compare it with the network (``nir_replay``).
     Returns the path and the comparison's one-line summary; a graph the reader does not
-    reproduce is removed and reported as an ``ExportError``."""
+    reproduce is removed and reported as an ``ExportError``.
+
+    A trial measured with k-bit weights (``measured.weight_bits`` below 32, NeuroNAS) is written
+    with its k-bit weights, the network the search measured (``quantize.quantize_weights`` of the
+    float weights that ``weights.pt`` holds, frozen to plain weights)."""
     _, macro, timesteps = read_architecture(document)
+    bits = document.get("measured", {}).get("weight_bits")
+    if isinstance(bits, int) and not isinstance(bits, bool) and 0 < bits < FLOAT_BITS:
+        network = k_bit_copy(network, bits)
     try:
         written = write_nir(network, timesteps, path)
         generator = torch.Generator().manual_seed(0)

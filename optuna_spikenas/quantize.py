@@ -95,3 +95,16 @@ def float_weights(network: nn.Module) -> Iterator[nn.Module]:
     finally:
         for q in switched:
             q.enabled = True
+
+
+def k_bit_copy(network: nn.Module, bits: int) -> nn.Module:
+    """A copy of ``network`` whose conv and linear weights are their ``bits``-bit values, as
+    plain weights (no quantizer left: what a deployment reads, e.g. the NIR export).
+    ``bits >= 32`` gives a plain copy."""
+    import copy
+
+    frozen = quantize_weights(copy.deepcopy(network), bits)
+    for module in frozen.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return frozen

@@ -298,3 +298,20 @@ def test_random_cells_export_exactly(tmp_path):
         images = torch.randn(2, 2, 12, 12, generator=torch.Generator().manual_seed(checked))
         check = check_graph(path, network, written.neurons, 3, images)
         assert check.agrees, (str(cell), check.summary())
+
+
+def test_a_k_bit_trial_is_written_with_its_k_bit_weights(tmp_path, capsys):
+    """NeuroNAS's trials are measured with k-bit weights: the graph holds those, not the float
+    weights ``weights.pt`` keeps."""
+    from optuna_spikenas.quantize import k_bit_copy
+
+    arch, macro, timesteps = NETWORKS["snasnet-cifar100-three-cells"]
+    document = architecture_record(arch, macro, timesteps, {"weight_bits": 4}, {"trial": 0})
+    storage = study_with_document(tmp_path, document)
+    path, network = export_with_weights(storage, tmp_path, document, seed=5)
+    assert "reproduces the network" in capsys.readouterr().out
+    graph = nir.read(str(path))
+    (hidden,) = [n for name, n in graph.nodes.items() if name.endswith("head_hidden")]
+    float_weight = network.head[5].weight.detach().double().numpy()
+    assert len(np.unique(hidden.weight)) <= 2**4 < len(np.unique(float_weight))
+    assert_reader_reproduces(path, k_bit_copy(network, 4), timesteps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from optuna_spikenas.macros import MACROS
 from optuna_spikenas.quantize import (
     WeightQuantizer,
     float_weights,
+    k_bit_copy,
     quantize_weights,
     quantizers,
     weight_bits,
@@ -107,3 +110,15 @@ def test_one_epoch_with_8_bit_weights_beats_chance_on_the_embedded_dataset(one_t
     with float_weights(network):
         float_accuracy = evaluate(network, dataset.val, 64)
     assert abs(float_accuracy - result.final_val_accuracy) < 0.1  # 8 bits cost little
+
+
+def test_k_bit_copy_holds_the_k_bit_weights_as_plain_weights():
+    network = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 4))
+    quantized = quantize_weights(copy.deepcopy(network), 4)
+    frozen = k_bit_copy(network, 4)
+    assert not quantizers(frozen) and not quantizers(network)  # the original is untouched
+    live = dict(quantized.named_modules())
+    for name, plain in frozen.named_modules():
+        if isinstance(plain, nn.Conv2d | nn.Linear):
+            assert torch.equal(plain.weight, live[name].weight)  # what the quantized forward uses
+            assert len(torch.unique(plain.weight)) <= 2**4
