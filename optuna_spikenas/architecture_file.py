@@ -1,9 +1,14 @@
-"""A found architecture as a JSON document: what to build (architecture + macro) and what was
-measured in the search. Written for every trial as a dashboard artifact; read back by
-:func:`read_architecture` to build the same network outside the study.
+"""A found architecture as a JSON document: what to build (architecture + macro), what its input
+is (the input contract) and what was measured in the search. Written for every trial as a
+dashboard artifact; read back by :func:`read_architecture` to build the same network outside the
+study, and by :func:`read_input_contract` to prepare data for it.
 
 Two kinds, told apart by ``search_space``: ``"snasnet-cells"`` (``space.Architecture`` in a
 ``snn.network.Macro``) and ``"autosnn-blocks"`` (``AutoSNNArchitecture`` in an ``AutoSNNMacro``).
+
+Versions: 2 adds ``"input"``, the input contract (``input_contract.py``: normalisation, shape,
+timesteps, encoding, class names), or null where the writer did not know the data. Version 1
+documents (no ``"input"``) are still read; only what needs the contract refuses them, saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 from optuna_spikenas.errors import SpikeNASError
+from optuna_spikenas.input_contract import DIRECT, EVENT_FRAMES, FLOAT32, FLOAT64, InputContract
 from optuna_spikenas.limits import (
     brief,
     parameters_beyond_memory,
@@ -26,7 +32,9 @@ from optuna_spikenas.macros import HEADS, MACROS, Macro
 from optuna_spikenas.space import Architecture, SpaceError
 
 FORMAT = "optuna-spikenas.architecture"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
+"""The document versions :func:`read_architecture` reads (1: written before the input contract)."""
 SNASNET_CELLS, AUTOSNN_BLOCKS = "snasnet-cells", "autosnn-blocks"
 
 MEASURED_ATTRS = (
@@ -64,9 +72,12 @@ def architecture_record(
     timesteps: int,
     measured: dict[str, Any] | None = None,
     origin: dict[str, Any] | None = None,
+    input_contract: InputContract | None = None,
 ) -> dict[str, Any]:
     """The JSON-safe document of ``arch`` in ``macro`` (fitted to the architecture's cells and
-    width), with ``measured`` trial attributes and ``origin`` (study, trial, dataset)."""
+    width), with ``measured`` trial attributes, ``origin`` (study, trial, dataset) and the input
+    contract of the data the network was searched on (``Dataset.input_contract``; null without
+    one)."""
     if isinstance(arch, Architecture):
         kind = SNASNET_CELLS
         assert isinstance(macro, Macro)
@@ -87,6 +98,7 @@ def architecture_record(
         **shape,
         "timesteps": timesteps,
         "macro": asdict(macro),
+        "input": None if input_contract is None else input_contract.as_dict(timesteps),
         "measured": {k: v for k, v in kept.items() if _json_safe(v)},
         "origin": origin or {},
     }
@@ -113,10 +125,11 @@ def read_architecture(
             raise ArchitectureFileError("nested too deeply to be an architecture") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ArchitectureFileError(f'not an architecture document (no "format": "{FORMAT}")')
-    if document.get("version") != VERSION:
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in READ_VERSIONS:
         raise ArchitectureFileError(
             f"architecture document version {document.get('version')!r}; this version of "
-            f"optuna-spikenas reads version {VERSION}"
+            f"optuna-spikenas reads versions {' and '.join(map(str, READ_VERSIONS))}"
         )
     kind = document.get("search_space")
     classes = {SNASNET_CELLS: Macro, AUTOSNN_BLOCKS: AutoSNNMacro}
@@ -195,3 +208,81 @@ def _check_size(arch: Architecture | AutoSNNArchitecture, macro: Any, timesteps:
         reason = parameters_beyond_memory(9 * macro.width**2, f"width {macro.width}")
     if reason:
         raise ArchitectureFileError(reason)
+
+
+def read_input_contract(document: dict[str, Any]) -> dict[str, Any]:
+    """The document's input contract (its ``"input"``), checked; an ``ArchitectureFileError``
+    that says why when the document has none (version 1, or written without the data)."""
+    contract = document.get("input")
+    if contract is None:
+        why = (
+            f"version {document.get('version')} documents predate it"
+            if document.get("version") == 1
+            else "it was written without the study's data"
+        )
+        raise ArchitectureFileError(
+            f"the architecture document records no input contract ({why}): export the trial "
+            "again with `optuna-spikenas export --config STUDY.toml` to record it"
+        )
+    problem = _contract_problem(contract, document.get("timesteps"))
+    if problem:
+        raise ArchitectureFileError(f"input contract: {problem}")
+    return contract
+
+
+def input_contract_problem(document: dict[str, Any]) -> str | None:
+    """Why the document's input contract cannot be used (missing or damaged), or None."""
+    try:
+        read_input_contract(document)
+    except ArchitectureFileError as err:
+        return str(err)
+    return None
+
+
+def _contract_problem(contract: Any, timesteps: Any) -> str | None:
+    """What makes ``contract`` unusable, or None."""
+    if not isinstance(contract, dict):
+        return f"must be an object, got {brief(contract)}"
+    encoding, shape = contract.get("encoding"), contract.get("shape")
+    if encoding not in (DIRECT, EVENT_FRAMES):
+        return f"encoding {brief(encoding)} is not {DIRECT} or {EVENT_FRAMES}"
+    dims = 3 if encoding == DIRECT else 4
+    if not (
+        isinstance(shape, list)
+        and len(shape) == dims
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
+        return f"shape must be {dims} positive integers, got {brief(shape)}"
+    if contract.get("timesteps") != timesteps:
+        return f"timesteps {brief(contract.get('timesteps'))}, the network's are {timesteps}"
+    classes = contract.get("classes")
+    if classes is not None and not (
+        isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+    ):
+        return f"classes must be a list of names or null, got {brief(classes)}"
+    raw, normalise = contract.get("raw"), contract.get("normalise")
+    if not isinstance(raw, dict):
+        return 'no "raw" object'
+    if not isinstance(normalise, dict):
+        return 'no "normalise" object'
+    if encoding == EVENT_FRAMES:
+        return None if shape[0] == timesteps else f"{shape[0]} frames for {timesteps} timesteps"
+    for key in ("mean", "std"):
+        values = normalise.get(key)
+        if not (
+            isinstance(values, list)
+            and len(values) == shape[0]
+            and all(_json_safe(v) and isinstance(v, int | float) for v in values)
+        ):
+            return f"normalise {key} must be {shape[0]} numbers, one per channel"
+    top = raw.get("max")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        return f"raw max must be a positive integer, got {brief(top)}"
+    scale = normalise.get("scale")
+    if not isinstance(scale, int | float) or not _json_safe(scale) or scale <= 0:
+        return f"normalise scale must be a positive number, got {brief(scale)}"
+    if any(v <= 0 for v in normalise["std"]):
+        return "normalise std must be positive"
+    if normalise.get("precision") not in (FLOAT32, FLOAT64):
+        return f"normalise precision must be {FLOAT32} or {FLOAT64}"
+    return None

@@ -8,9 +8,10 @@ the same settings and data trained it before) and the reference spike count S_re
      the ``memory`` constraint (an over-budget candidate returns ``-inf`` unscored);
   3. an architecture already evaluated reuses its values (``duplicate_of``);
   4. otherwise the path is run with the shared weights on the search's held-out images: its
-     accuracy, spikes per image (per layer and total) and SynOp energy become user attributes,
-     and the value is AutoSNN's fitness F = accuracy x (spikes / S_ref)^lambda, or, with
-     ``[fitness] objectives = "accuracy+spikes"``, the pair (accuracy, spikes) for NSGA-II.
+     accuracy, spikes per image and SynOp energy become user attributes (the per-layer spikes
+     go to ``activity``, for the trial's artifact), and the value is AutoSNN's fitness
+     F = accuracy x (spikes / S_ref)^lambda, or, with ``[fitness] objectives =
+     "accuracy+spikes"``, the pair (accuracy, spikes) for NSGA-II.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from weakref import WeakKeyDictionary
 
 import optuna
 
@@ -25,6 +27,7 @@ from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameter
 from optuna_spikenas.budgets import excess
 from optuna_spikenas.config import Config, require_config
 from optuna_spikenas.constraint_list import record_constraint_list
+from optuna_spikenas.spikes import Activity
 from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.study_setup import (
     NOT_SCORED,
@@ -75,6 +78,10 @@ class AutoSNNObjective:
         self.reference_spikes = config.fitness.reference_spikes or reference_spikes(
             self.supernet, self.heldout, self.settings, REFERENCE_PATHS, seed=config.seed
         )
+        self.activity: WeakKeyDictionary[optuna.Trial, Activity] = WeakKeyDictionary()
+        """Each live trial's measured spikes, with their per-layer counts, which are no user
+        attribute (too long for the dashboard): ``dashboard.TrialArtifacts`` writes them as the
+        trial's ``spikes_by_layer.csv``."""
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -106,6 +113,7 @@ class AutoSNNObjective:
         for key, attr in result.activity.as_user_attrs(self.config.budget.weight_bits).items():
             trial.set_user_attr(key, attr)
         trial.set_user_attr("spikes_measured_on", "super-network path, held-out images")
+        self.activity[trial] = result.activity
         if len(self.directions) == 2:
             return result.accuracy, result.spikes_per_image
         return value

@@ -5,11 +5,16 @@ batches, the same candidate weights) with the same budget in trials or seconds; 
 study of its own, named ``PREFIX-SAMPLER-seedN``, in one storage. A rerun reuses the runs that
 finished with the same budget and value-defining settings (``study_binding``) and restarts the
 others from scratch (an interrupted run's wall time cannot be continued fairly). The studies
-become one HTML report (:mod:`report`).
+become one HTML report (:mod:`report`), which says how far each run's search got
+(:mod:`search_extent`): a sampler the budget cut short is marked, not silently compared.
+
+NSGA-II's population is 20, or a third of a smaller trial budget (at least 2), so that it runs
+at least :data:`NSGA2_MIN_GENERATIONS` generations and breeds instead of drawing at random.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from collections.abc import Callable
@@ -18,10 +23,18 @@ from pathlib import Path
 
 import optuna
 
+from optuna_spikenas.comparison_runs import load_run
 from optuna_spikenas.config import Config, validate_compare
-from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
-from optuna_spikenas.report import ReportFiles, load_run, write_report
+from optuna_spikenas.dashboard import (
+    TrialArtifacts,
+    open_artifact_store,
+    save_study_figures,
+    save_study_note,
+)
+from optuna_spikenas.report import ReportFiles, write_report
+from optuna_spikenas.sampler_catalog import NSGA2_POPULATION, TPE_STARTUP_TRIALS, nsga2_settings
 from optuna_spikenas.samplers import make_sampler, sampler_settings
+from optuna_spikenas.search_extent import search_extent
 from optuna_spikenas.storage import open_storage
 from optuna_spikenas.study_binding import (
     FINGERPRINT_ATTR,
@@ -32,6 +45,18 @@ from optuna_spikenas.study_binding import (
 DONE_ATTR = "compare_budget"
 """Study user attribute written when a run finished: the budget it ran with."""
 
+NSGA2_MIN_GENERATIONS = 3
+"""Generations NSGA-II's population is sized to run in a trial budget (the first is random)."""
+
+
+def nsga2_population(n_trials: int | None) -> int:
+    """NSGA-II's population for a budget of ``n_trials``: 20, or the largest that runs
+    :data:`NSGA2_MIN_GENERATIONS` generations in a smaller budget (Optuna's minimum is 2);
+    20 for a budget in seconds only (the report says how many generations ran)."""
+    if n_trials is None:
+        return NSGA2_POPULATION
+    return max(2, min(NSGA2_POPULATION, n_trials // NSGA2_MIN_GENERATIONS))
+
 
 @dataclass(frozen=True)
 class ComparisonPlan:
@@ -40,6 +65,7 @@ class ComparisonPlan:
     n_trials: int | None
     timeout: float | None
     study_prefix: str
+    nsga2_population: int = NSGA2_POPULATION
 
     @classmethod
     def from_config(cls, config: Config, quick: bool = False) -> ComparisonPlan:
@@ -54,6 +80,7 @@ class ComparisonPlan:
             n_trials=n_trials,
             timeout=compare.timeout,
             study_prefix=compare.study_prefix + ("-quick" if quick else ""),
+            nsga2_population=nsga2_population(n_trials),
         )
 
     def runs(self) -> list[tuple[str, int]]:
@@ -68,6 +95,19 @@ class ComparisonPlan:
         parts += [f"{self.timeout:g} s"] if self.timeout else []
         return " or ".join(parts)
 
+    def run_budget(self, sampler: str) -> str:
+        """What a finished run of ``sampler`` is marked with: the budget, and NSGA-II's
+        population when it is not the usual 20 (a run with another population is not reused)."""
+        if sampler == "nsga2" and self.nsga2_population != NSGA2_POPULATION:
+            return f"{self.budget}, population {self.nsga2_population}"
+        return self.budget
+
+    def settings(self, sampler: str) -> str:
+        """``sampler``'s settings in words, as this plan runs it."""
+        if sampler == "nsga2":
+            return nsga2_settings(self.nsga2_population)
+        return sampler_settings(sampler)
+
 
 def value_name(config: Config) -> str:
     if config.is_autosnn:
@@ -81,12 +121,12 @@ def prepare_study(
     storage: optuna.storages.BaseStorage,
     name: str,
     config: Config,
-    plan: ComparisonPlan,
+    budget: str,
     log: Callable[[str], None],
 ) -> tuple[optuna.Study, bool]:
-    """The run's study and whether it already finished with this budget and the same
-    value-defining settings (``study_binding``); an unfinished, differently budgeted or
-    differently set one is deleted and made again, and ``log`` says which."""
+    """The run's study and whether it already finished with ``budget`` (``run_budget``) and
+    the same value-defining settings (``study_binding``); an unfinished, differently budgeted
+    or differently set one is deleted and made again, and ``log`` says which."""
     directions = list(config.directions)
     mine = config_fingerprint(config)
     try:
@@ -97,10 +137,10 @@ def prepare_study(
         found = [d.name.lower() for d in study.directions]
         if study.user_attrs.get(FINGERPRINT_ATTR) != mine or found != directions:
             log(f"{name}: made with other value-defining settings, started again")
-        elif study.user_attrs.get(DONE_ATTR) != plan.budget:
+        elif study.user_attrs.get(DONE_ATTR) != budget:
             log(f"{name}: unfinished or made with another budget, started again")
         else:
-            log(f"{name}: finished earlier with {plan.budget}, reused")
+            log(f"{name}: finished earlier with {budget}, reused")
             return study, True
         optuna.delete_study(study_name=name, storage=storage)
     study = optuna.create_study(
@@ -134,16 +174,19 @@ def run_comparison(
     runs = []
     for index, (sampler_name, seed) in enumerate(plan.runs(), start=1):
         name = plan.study_name(sampler_name, seed)
-        study, done = prepare_study(storage, name, config, plan, say)
+        budget = plan.run_budget(sampler_name)
+        study, done = prepare_study(storage, name, config, budget, say)
+        sampler = make_sampler(
+            sampler_name,
+            seed,
+            space=None if config.is_autosnn else objective.space,
+            ops=config.search.ops,
+            fits_budget=objective.fits_budget,
+            population_size=plan.nsga2_population,
+        )
         if not done:
-            say(f"[{index}/{len(plan.runs())}] {sampler_name}, seed {seed}: {plan.budget}")
-            study.sampler = make_sampler(
-                sampler_name,
-                seed,
-                space=None if config.is_autosnn else objective.space,
-                ops=config.search.ops,
-                fits_budget=objective.fits_budget,
-            )
+            say(f"[{index}/{len(plan.runs())}] {sampler_name}, seed {seed}: {budget}")
+            study.sampler = sampler
             study.set_user_attr("compare_sampler", sampler_name)
             study.set_user_attr("compare_seed", seed)
             study.optimize(
@@ -153,14 +196,18 @@ def run_comparison(
                 show_progress_bar=progress_bar,
             )
             save_study_figures(study)
-            study.set_user_attr(DONE_ATTR, plan.budget)
-        runs.append(load_run(study, sampler_name, seed))
+            save_study_note(study)
+            study.set_user_attr(DONE_ATTR, budget)
+        extent = search_extent(sampler, study)
+        if extent.cut_short:
+            say(f"{name}: cut short by the budget ({extent.detail})")
+        runs.append(load_run(study, sampler_name, seed, extent))
     return write_report(
         runs,
         out_dir,
         title=f"{', '.join(plan.samplers)} on {config.space.macro} / {config.dataset.name}",
         value_name=value_name(config),
-        sampler_settings={name: sampler_settings(name) for name in plan.samplers},
+        sampler_settings={name: plan.settings(name) for name in plan.samplers},
         notes=report_notes(config, plan, storage_url),
         png=png,
     )
@@ -182,11 +229,19 @@ def report_notes(config: Config, plan: ComparisonPlan, storage_url: str) -> list
             "cellbycell proposes its candidates in a fixed order (the seed does not change it) "
             "and stops by itself when its last phase is scored, possibly before the budget."
         )
-    if {"tpe", "nsga2"} & set(plan.samplers):
+    if "tpe" in plan.samplers:
         notes.append(
-            "TPE's first 10 trials and NSGA-II's first generation (20 trials) are random draws: "
-            "with the same seed they equal the random sampler's first trials, so on budgets "
-            "of a few dozen trials these samplers differ little from random search."
+            f"TPE's first {TPE_STARTUP_TRIALS} trials are random draws: with the same seed they "
+            "equal the random sampler's first trials."
+        )
+    if "nsga2" in plan.samplers:
+        sized = "as `optimize` runs it"
+        if plan.n_trials is not None and plan.nsga2_population < NSGA2_POPULATION:
+            generations = math.ceil(plan.n_trials / plan.nsga2_population)
+            sized = f"sized so that {plan.n_trials} trials run {generations} generations"
+        notes.append(
+            f"NSGA-II's population is {plan.nsga2_population} ({sized}); its first generation "
+            "is random draws, equal to the random sampler's first trials with the same seed."
         )
     return notes
 

@@ -16,10 +16,18 @@ A config file has these tables (every key optional; see ``studies/*.toml`` for c
     [fitness]  spike_exponent, reference_spikes, objectives                 (AutoSNN macros)
     [compare]  samplers, seeds, n_trials, timeout, quick_seeds, quick_n_trials, study_prefix
                                                         (``optuna-spikenas compare`` only)
+
+Paths (``[dataset] path``, ``[supernet] checkpoint_dir``, a ``[hardware] profile`` file) are
+relative to the config file's folder, so that a config means the same files from any working
+directory; ``~`` is the home folder and absolute paths stay as they are. A config built in code
+(``config_from_dict``) keeps paths relative to the working directory unless given a
+``base_dir``. ``Config.base_dir`` remembers the folder, and ``Config.as_written`` gives a path
+back in the form the file wrote it (what a study binds: ``study_binding.py``).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from math import isfinite
@@ -197,7 +205,7 @@ class CompareConfig:
     n_trials: int | None = None  # trials per study (None: [search] n_trials)
     timeout: float | None = None  # seconds per study, instead of or besides n_trials
     quick_seeds: tuple[int, ...] = (0,)  # --quick: fewer seeds and trials
-    quick_n_trials: int = 16
+    quick_n_trials: int = 24  # TPE past its 10 start-ups, NSGA-II 3 generations of 8
     study_prefix: str = "compare"  # studies are named PREFIX-SAMPLER-seedN
 
 
@@ -214,6 +222,15 @@ class Config:
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    # The folder the paths were resolved against (the config file's); "": the working directory.
+    base_dir: str = ""
+
+    def as_written(self, path: str) -> str:
+        """One of the config's paths as its file wrote it: relative to ``base_dir`` when it lies
+        there (a path written absolute into the file's own folder reads as relative, the same
+        file), otherwise unchanged."""
+        folder = os.path.join(self.base_dir, "") if self.base_dir else ""
+        return path[len(folder) :] if folder and path.startswith(folder) else path
 
     @property
     def is_autosnn(self) -> bool:
@@ -295,12 +312,40 @@ def load_config(path: str | Path) -> Config:
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     try:
-        return config_from_dict(raw)
+        return config_from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)))
     except ConfigError as err:
         raise ConfigError(f"config file {path}: {err}") from None
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
+PATH_KEYS: tuple[tuple[str, str], ...] = (
+    ("dataset", "path"),
+    ("supernet", "checkpoint_dir"),
+    ("hardware", "profile"),  # a path when it ends in .toml (hardware/imc.py's load_profile)
+)
+"""The ``(table, key)`` of every config value that names a file or folder."""
+
+
+def _names_a_path(key: str, value: str) -> bool:
+    return value.endswith(".toml") if key == "profile" else bool(value)
+
+
+def resolve_paths(config: Config, base_dir: str | Path) -> Config:
+    """``config`` with each relative path of :data:`PATH_KEYS` joined to ``base_dir`` (made
+    absolute), ``~`` expanded to the home folder, absolute paths unchanged."""
+    base = os.path.abspath(base_dir)
+    tables: dict[str, Any] = {}
+    for table, key in PATH_KEYS:
+        section = tables.get(table, getattr(config, table))
+        value = getattr(section, key)
+        if _names_a_path(key, value):
+            path = os.path.expanduser(value)
+            tables[table] = replace(section, **{key: os.path.join(base, path)})
+    return replace(config, base_dir=base, **tables)
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: str | Path | None = None) -> Config:
+    """A validated config from TOML's tables; its relative paths are relative to ``base_dir``
+    when given (a config file's folder), to the working directory otherwise."""
     unknown = set(raw) - set(_SECTIONS) - {"seed"}
     if unknown:
         raise ConfigError(
@@ -313,6 +358,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
             raise ConfigError(f"[{name}] must be a table")
         sections[name] = _build_section(name, cls, table)
     config = Config(seed=_int("seed", raw.get("seed", 0), minimum=0, maximum=MAX_SEED), **sections)
+    if base_dir is not None:
+        config = resolve_paths(config, base_dir)
     validate(config)
     return config
 

@@ -32,6 +32,9 @@ Splits and normalisation:
   statistics, and ImageNet's for TinyImageNet; so a split's pixels do not depend on the seed.
   Their :attr:`Dataset.augmentation` is ``"crop-flip"``, for :func:`augment_batch`.
 
+What was done, with the numbers used, is :attr:`Dataset.input_contract` (``input_contract.py``):
+``architecture.json`` records it, and the exported ``model.py``'s ``preprocess`` repeats it.
+
 Memory: images are kept as float32 ``[N, C, H, W]``: CIFAR about 740 MB for all 60,000 images;
 TinyImageNet about 5.4 GB for its 110,000 (plus 1.35 GB of uint8 pixels cached per process;
 the float splits are filled in chunks, so loading peaks near 7 GB, not twice that).
@@ -65,6 +68,7 @@ from optuna_spikenas.image_datasets import (
     read_cifar100,
     read_tinyimagenet,
 )
+from optuna_spikenas.input_contract import FLOAT32, FLOAT64, DirectInput
 from optuna_spikenas.paths import not_a_file
 
 __all__ = [
@@ -91,6 +95,12 @@ NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "tinyimagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
+_CONSTANTS_SOURCE = {
+    "cifar10": "SNASNet's constants (CIFAR-10's training set)",
+    "cifar100": "SNASNet's constants (CIFAR-100's training set)",
+    "tinyimagenet": "SNASNet's constants (ImageNet's)",
+}
+
 #: Kinds of :func:`augment_batch`.
 AUGMENTATIONS: tuple[str, ...] = ("none", "crop-flip")
 
@@ -110,6 +120,12 @@ ANIMAL_MNIST_CLASSES: tuple[str, ...] = (
     "Sheep",
     "Zebra",
 )
+
+#: Class names of the built-in datasets whose names are known (``npz`` brings none).
+_CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "animal-mnist": ANIMAL_MNIST_CLASSES,
+    "digits": tuple(str(digit) for digit in range(10)),
+}
 
 # Private so that tests can point the loader at another (e.g. corrupted) copy.
 _ANIMAL_MNIST_PATH = Path(__file__).resolve().parent / "data_files" / "animal_mnist.npz"
@@ -189,14 +205,31 @@ def load_dataset(
             labels=torch.from_numpy(labels[idx].astype(np.int64)),
         )
 
+    channels, size = int(normalised.shape[1]), int(normalised.shape[2])
+    contract = DirectInput(
+        dataset=name,
+        shape=(channels, size, size),
+        raw_max=int(max_value),
+        scale=max_value,
+        mean=tuple(float(m) for m in mean.ravel()),
+        std=tuple(float(s) for s in std.ravel()),
+        statistics="mean and std of the train split",
+        precision=FLOAT64,
+        classes=_CLASS_NAMES.get(name),
+        train_images=len(train_idx),
+        split_seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
     return Dataset(
         name=name,
         num_classes=int(labels.max()) + 1,
-        in_channels=int(normalised.shape[1]),
-        image_size=int(normalised.shape[2]),
+        in_channels=channels,
+        image_size=size,
         train=make_split(train_idx),
         val=make_split(val_idx),
         test=make_split(test_idx),
+        input_contract=contract,
     )
 
 
@@ -389,14 +422,27 @@ def _load_official(
             labels=torch.from_numpy(labels.copy() if idx is None else labels[idx]),
         )
 
+    channels, size = int(raw.train_images.shape[1]), int(raw.train_images.shape[2])
+    contract = DirectInput(
+        dataset=name,
+        shape=(channels, size, size),
+        raw_max=255,
+        scale=255.0,
+        mean=mean,
+        std=std,
+        statistics=_CONSTANTS_SOURCE[name],
+        precision=FLOAT32,
+        classes=raw.class_names or None,
+    )
     return Dataset(
         name=name,
         num_classes=raw.num_classes,
-        in_channels=int(raw.train_images.shape[1]),
-        image_size=int(raw.train_images.shape[2]),
+        in_channels=channels,
+        image_size=size,
         train=make_split(raw.train_images, raw.train_labels, train_idx),
         val=make_split(raw.train_images, raw.train_labels, val_idx),
         test=make_split(raw.test_images, raw.test_labels, None),
+        input_contract=contract,
         augmentation="crop-flip",
     )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from optuna_spikenas.input_contract import InputContract
+
 
 @dataclass(frozen=True)
 class Split:
@@ -40,6 +42,9 @@ class Dataset:
         train, val, test: Disjoint splits covering every example exactly once. For the
             datasets of :data:`OFFICIAL_TEST_DATASETS`, ``test`` is the official test set and
             ``train`` + ``val`` the official training set.
+        input_contract: What the pipeline did to a raw sample to make it a network input
+            (normalisation with the numbers it used, encoding, shape, class names where known),
+            as ``architecture.json`` and ``result.json`` record it (``input_contract.py``).
         augmentation: The training-time augmentation the dataset is used with, one of
             :data:`AUGMENTATIONS`, for :func:`augment_batch`: ``"crop-flip"`` for CIFAR and
             TinyImageNet, ``"none"`` for the others.
@@ -52,4 +57,5 @@ class Dataset:
     train: Split
     val: Split
     test: Split
+    input_contract: InputContract
     augmentation: str = "none"

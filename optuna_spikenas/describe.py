@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
-from typing import Any
+from dataclasses import asdict, replace
 
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, AutoSNNArchitecture, autosnn_parameters
 from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.hardware.imc import HardwareProfileError, imc_report, load_profile
 from optuna_spikenas.hardware.memory import memory_report
 from optuna_spikenas.macros import get_macro
-from optuna_spikenas.space import Architecture
+from optuna_spikenas.space import Architecture, SearchSpace, invalid_reason
+from optuna_spikenas.wording import plural
 
 
 class UsageError(SpikeNASError):
@@ -59,12 +59,46 @@ def describe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    layers: Any = info.pop("layers", [])
-    for key, value in info.items():
-        print(f"{key:18} {value}")
-    print(f"{'':18} = {report.parameters / 1e6:.2f} M parameters")
-    if layers:
-        print_hardware_layers(layers, float(info["tile_area_um2"]))  # type: ignore[arg-type]
+    reason = invalid_reason(arch, SearchSpace((arch.num_cells,), (arch.width,), False, True))
+    canonical = arch.canonical()
+    head = f", final pool {macro.final_pool}" if macro.head == "snasnet" else ""
+    rows = [
+        ("architecture", str(arch)),
+        ("canonical form", "the same" if canonical == arch else str(canonical)),
+        ("valid", "yes" if reason is None else f"no: {reason}"),
+        ("macro", f"{macro.name}: {plural(arch.num_cells, 'cell')}, width {arch.width}{head}"),
+        ("input", image_shape(macro.in_channels, macro.image_size, macro.num_classes)),
+        ("", ""),
+        ("parameters", ""),
+        *parts_table(
+            [
+                ("stem", report.stem),
+                *((f"cell {k}", n) for k, n in enumerate(report.cells, start=1)),
+                ("reductions", report.reductions),
+                ("head", report.head),
+            ]
+        ),
+        ("memory", memory(report.parameters, args.weight_bits)),
+    ]
+    if hardware is not None:
+        rows += [
+            ("", ""),
+            (
+                "hardware",
+                f"{hardware.profile}, {plural(hardware.timesteps, 'timestep')} per "
+                f"inference, {hardware.weight_bits}-bit weights",
+            ),
+            (
+                "  area",
+                f"{hardware.area_mm2:.4g} mm² ({plural(hardware.tiles, 'tile')}: "
+                f"{hardware.tile_area_um2 / 1e6:.4g} mm², the rest neuron memory)",
+            ),
+            ("  latency", f"{hardware.latency_ms:.4g} ms"),
+            ("  energy", f"{hardware.energy_uj:.4g} µJ"),
+        ]
+    print_table(rows)
+    if hardware is not None:
+        print_hardware_layers([asdict(layer) for layer in hardware.layers], hardware.tile_area_um2)
     return 0
 
 
@@ -92,10 +126,48 @@ def describe_autosnn(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key, value in info.items():
-        print(f"{key:18} {value}")
-    print(f"{'':18} = {parameters / 1e6:.2f} M parameters")
+    print_table(
+        [
+            ("architecture", str(arch)),
+            ("macro", f"{macro.name}: width {macro.width}, {plural(macro.timesteps, 'timestep')}"),
+            ("input", image_shape(macro.in_channels, macro.image_size, macro.num_classes)),
+            ("parameters", count(parameters)),
+            ("memory", memory(parameters, args.weight_bits)),
+        ]
+    )
     return 0
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """Label and value per line, the values in one column; ("", "") is a blank line."""
+    for label, value in rows:
+        print(f"{label:16} {value}".rstrip())
+
+
+def parts_table(parts: list[tuple[str, int]]) -> list[tuple[str, str]]:
+    """Rows of parameters per part and their total, the counts right-aligned."""
+    total = sum(n for _, n in parts)
+    width = len(f"{total:,}")
+    rows = [(f"  {name}", f"{n:>{width},}") for name, n in parts]
+    return [*rows, ("  total", f"{total:>{width},}{in_millions(total)}")]
+
+
+def count(parameters: int) -> str:
+    """A parameter count in full, with millions beside it from one million on."""
+    return f"{parameters:,}{in_millions(parameters)}"
+
+
+def in_millions(parameters: int) -> str:
+    return f" ({parameters / 1e6:.2f} M)" if parameters >= 1_000_000 else ""
+
+
+def memory(parameters: int, weight_bits: int) -> str:
+    bits = parameters * weight_bits
+    return f"{bits:,} bits at {weight_bits}-bit weights = {bits / 8e6:.4g} MB"
+
+
+def image_shape(channels: int, size: int, classes: int) -> str:
+    return f"{channels} x {size} x {size} images, {plural(classes, 'class', 'classes')}"
 
 
 def print_hardware_layers(layers: list[dict], tile_area_um2: float) -> None:

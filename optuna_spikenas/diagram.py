@@ -2,9 +2,13 @@
 
 ``cell_diagram_svg`` draws SNASNet cells: nodes 0 (input) .. 3 (output) on a line, forward edges
 as arrows above it, backward (temporal) edges dashed below it, one colour per operation.
-``autosnn_diagram_svg`` draws an AutoSNN network as a top-down chain of boxes. Both return plain
+``autosnn_diagram_svg`` draws an AutoSNN network as a top-down chain of boxes. All return plain
 SVG 1.1 (rect, circle, path, text, marker, g) that browsers and optuna-dashboard show as an image;
 text is XML-escaped and non-ASCII characters are written as character references.
+
+``cell_thumbnail_svg`` and ``autosnn_thumbnail_svg`` draw the same architectures for
+optuna-dashboard's artifact card, which shows an image scaled into a 200 x 150 box: 4:3, no
+captions, short edge labels and large type (12 px on the card when one cell is shared by all).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ OP_COLOURS = {
     "avgpool3x3": "#9467bd",
 }
 UNUSED = "#b0b0b0"
+THUMBNAIL_LABELS = {"skip": "skip", "conv1x1": "1×1", "conv3x3": "3×3", "avgpool3x3": "pool"}
 FONT = 12
 MARGIN = 20
 NODE_GAP = 170  # horizontal distance between cell nodes
@@ -48,11 +53,11 @@ def _text(
     )
 
 
-def _svg(width: float, height: float, title: str, body: list[str]) -> str:
+def _svg(width: float, height: float, title: str, body: list[str], arrow: float = 9) -> str:
     w, h = int(width + 0.5), int(height + 0.5)
     markers = "".join(
-        f'<marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
-        f'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto">'
+        f'<marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="{arrow}" '
+        f'markerHeight="{arrow}" markerUnits="userSpaceOnUse" orient="auto">'
         f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
         for name, colour in [*OP_COLOURS.items(), ("plain", "#444")]
     )
@@ -79,29 +84,40 @@ def _header(lines: Sequence[str], y: float) -> tuple[list[str], float]:
 
 
 def _edge(
-    x1: float, x2: float, y: float, span_h: float, op: str, backward: bool, used: bool
+    x1: float,
+    x2: float,
+    y: float,
+    span_h: float,
+    op: str,
+    backward: bool,
+    used: bool,
+    short: bool = False,
+    size: float = FONT - 1,
+    radius: float = RADIUS,
 ) -> str:
-    """One edge as a <g class="edge">: a quadratic arc from node to node and its label."""
+    """One edge as a <g class="edge">: a quadratic arc from node to node and its label
+    (``short``: the thumbnail's label, ``THUMBNAIL_LABELS``, the dashes alone mark t+1)."""
     cx, cy = (x1 + x2) / 2, y - 2 * span_h  # control point; the arc's apex is at height span_h
     ends = []
     for px in (x1, x2):
         dx, dy = cx - px, cy - y
         norm = (dx * dx + dy * dy) ** 0.5
-        ends.append((px + RADIUS * dx / norm, y + RADIUS * dy / norm))
+        ends.append((px + radius * dx / norm, y + radius * dy / norm))
     (sx, sy), (ex, ey) = ends
     mx, my = 0.25 * sx + 0.5 * cx + 0.25 * ex, 0.25 * sy + 0.5 * cy + 0.25 * ey
-    label = f"{op} (t+1)" if backward else op
+    full = f"{op} (t+1)" if backward else op
+    label = THUMBNAIL_LABELS[op] if short else full
     colour, opacity = OP_COLOURS[op], "1" if used else "0.35"
-    dash = ' stroke-dasharray="6 4"' if backward else ""
-    lw, size = text_width(label, FONT - 1) + 6, FONT - 1
+    dash = f' stroke-dasharray="{size / 2:.0f} {size / 3:.0f}"' if backward else ""
+    lw, lh = text_width(label, size) + size / 2, size + 5
     return (
         f'<g class="edge" opacity="{opacity}"><title>{"backward" if backward else "forward"} '
-        f"edge: {escape(label)}</title>"
+        f"edge: {escape(full)}</title>"
         f'<path d="M{sx:.1f},{sy:.1f} Q{cx:.1f},{cy:.1f} {ex:.1f},{ey:.1f}" fill="none" '
-        f'stroke="{colour}" stroke-width="1.8"{dash} marker-end="url(#arrow-{op})"/>'
-        f'<rect x="{mx - lw / 2:.1f}" y="{my - 8:.1f}" width="{lw:.1f}" height="16" rx="3" '
-        f'fill="white" fill-opacity="0.9"/>'
-        + _text(mx, my + 4, label, size, "middle", fill=colour)
+        f'stroke="{colour}" stroke-width="{size / 6:.1f}"{dash} marker-end="url(#arrow-{op})"/>'
+        f'<rect x="{mx - lw / 2:.1f}" y="{my - lh / 2:.1f}" width="{lw:.1f}" height="{lh:.1f}" '
+        f'rx="3" fill="white" fill-opacity="0.9"/>'
+        + _text(mx, my + 0.36 * size, label, size, "middle", fill=colour)
         + "</g>"
     )
 
@@ -257,3 +273,111 @@ def autosnn_diagram_svg(
         + [2 * MARGIN + text_width(s, FONT + 2) for s in lines]
     )
     return _svg(width, y + 18, title, body)
+
+
+# --- thumbnails for optuna-dashboard's artifact card --------------------------------------
+
+THUMB_W, THUMB_H = 400.0, 300.0  # the card's 4:3, drawn at twice its 200 x 150 px
+THUMB_FONT = 24.0  # 12 px on the card
+THUMB_GAP = 100.0  # between the nodes
+THUMB_RADIUS = 19.0
+THUMB_SPAN = (0.0, 33.0, 71.0, 109.0)  # an edge's apex height (above) or depth (below), by span
+
+
+def _fit_4_3(content_w: float, content_h: float) -> tuple[float, float, float, float]:
+    """The thumbnail's size (at least 400 x 300, always 4:3, so that the card shows it whole
+    and as large as it can) and the offsets that centre content of this size in it."""
+    height = max(THUMB_H, content_h, content_w * 3 / 4)
+    width = height * 4 / 3
+    return width, height, (width - content_w) / 2, (height - content_h) / 2
+
+
+def _thumbnail_rows(cell: Cell) -> tuple[float, float]:
+    """The room a cell's thumbnail panel needs above its node line (its label, then the highest
+    forward edge's label) and below it (the deepest backward edge's label)."""
+    edges = list(cell.edges())
+    rise = max([THUMB_SPAN[d - s] for s, d, _ in edges if s < d] + [0.0])
+    drop = max([THUMB_SPAN[s - d] for s, d, _ in edges if s > d] + [0.0])
+    above = THUMB_FONT + 14 + rise + THUMB_FONT / 2 + 4
+    below = max(drop + THUMB_FONT / 2, THUMB_RADIUS) + 8
+    return above, below
+
+
+def _thumbnail_panel(cell: Cell, label: str, x0: float, top: float, above: float) -> list[str]:
+    kept = set(cell.pruned().edges())
+    useful = {v for s, d, _ in kept for v in (s, d)} | {0, NUM_NODES - 1}
+    y = top + above  # the node line
+    xs = [x0 + 20 + THUMB_RADIUS + k * THUMB_GAP for k in range(NUM_NODES)]
+    out = [
+        '<g class="cell">',
+        _text(x0 + 6, top + THUMB_FONT + 2, label, THUMB_FONT, font_weight="bold"),
+    ]
+    for s, d, code in cell.edges():
+        backward = s > d
+        h = -THUMB_SPAN[s - d] if backward else THUMB_SPAN[d - s]
+        used = (s, d, code) in kept
+        out.append(
+            _edge(xs[s], xs[d], y, h, OPS[code], backward, used, True, THUMB_FONT, THUMB_RADIUS)
+        )
+    for k, x in enumerate(xs):
+        fill, stroke = ("#f4f4f4", UNUSED) if k not in useful else ("#fff8dc", "#444")
+        out.append(
+            f'<circle class="node" cx="{x:.1f}" cy="{y:.1f}" r="{THUMB_RADIUS}" fill="{fill}" '
+            f'stroke="{stroke}" stroke-width="2.5"/>'
+        )
+        out.append(_text(x, y + 0.36 * THUMB_FONT, str(k), THUMB_FONT, "middle", fill=stroke))
+    out.append("</g>")
+    return out
+
+
+def cell_thumbnail_svg(arch: Architecture) -> str:
+    """``arch``'s cells as optuna-dashboard's artifact card shows them best (module doc): a
+    panel per distinct cell, its edges labelled ``skip``, ``1×1``, ``3×3``, ``pool``."""
+    n = arch.num_cells
+    panels = []
+    for cell, positions in _cell_groups(arch.cells):
+        if n == 1:
+            label = "cell"
+        elif len(positions) == n:
+            label = f"cell, all {n} cells"
+        else:
+            label = f"cell{'s' * (len(positions) > 1)} {', '.join(map(str, positions))}"
+        panels.append((cell, label, *_thumbnail_rows(cell)))
+    content_w = 3 * THUMB_GAP + 2 * THUMB_RADIUS + 40
+    content_h = sum(above + below for _, _, above, below in panels)
+    width, height, x0, top = _fit_4_3(content_w, content_h)
+    body: list[str] = []
+    for cell, label, above, below in panels:
+        body += _thumbnail_panel(cell, label, x0, top, above)
+        top += above + below
+    return _svg(width, height, f"cell diagram of {arch}", body, arrow=16)
+
+
+def autosnn_thumbnail_svg(arch: AutoSNNArchitecture) -> str:
+    """``arch``'s five blocks as optuna-dashboard's artifact card shows them best (module doc):
+    a box per block, top to bottom, coloured as in :func:`autosnn_diagram_svg`."""
+    row, gap, size = 44.0, 10.0, 24.0
+    content_w, content_h = 360.0, len(arch.blocks) * (row + gap) - gap
+    width, height, x0, y0 = _fit_4_3(content_w, content_h)
+    body = []
+    for k, name in enumerate(arch.blocks):
+        y = y0 + k * (row + gap)
+        dash = ' stroke-dasharray="8 5"' if name == "skip" else ""
+        fill = BLOCK_FILLS[name.split("_")[0]]
+        body.append(
+            f'<g class="block"><rect x="{x0:.1f}" y="{y:.1f}" width="{content_w:.1f}" '
+            f'height="{row}" rx="7" fill="{fill}" stroke="#444" stroke-width="2"{dash}/>'
+        )
+        label = f"{k + 1}: {name}"
+        body.append(
+            _text(
+                x0 + content_w / 2,
+                y + row / 2 + 0.36 * size,
+                label,
+                size,
+                "middle",
+                font_weight="bold",
+            )
+        )
+        body.append("</g>")
+    return _svg(width, height, f"AutoSNN architecture {arch}", body)

@@ -55,6 +55,7 @@ import torch
 from optuna_spikenas.dataset_catalog import EVENT_DATASETS
 from optuna_spikenas.dataset_splits import Dataset, Split
 from optuna_spikenas.image_datasets import DatasetError
+from optuna_spikenas.input_contract import EventFramesInput
 
 __all__ = [
     "CIFAR10_DVS_CLASSES",
@@ -198,6 +199,12 @@ def load_event_dataset(
         _load_split([paths[i] for i in idx], targets[idx], reader, to_frame, timesteps, image_size)
         for paths, targets, idx in parts
     )
+    contract = EventFramesInput(
+        dataset=name,
+        shape=(timesteps, 2, image_size, image_size),
+        sensor_size=SENSOR_SIZE,
+        classes=classes,
+    )
     return Dataset(
         name=name,
         num_classes=len(classes),
@@ -206,6 +213,7 @@ def load_event_dataset(
         train=train,
         val=val,
         test=test,
+        input_contract=contract,
     )
 
 

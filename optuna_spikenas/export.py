@@ -1,15 +1,22 @@
 """Export a found architecture: ``optuna-spikenas export``.
 
-From a study's trial (by default its best feasible one), write into a folder:
+From a study's trial, write into a folder:
 
-- ``architecture.json``: the trial's architecture document (``architecture_file``), taken from
-  the trial's ``architecture.json`` artifact, or, for a trial without artifacts, rebuilt from its
-  user attributes and the study's config (which the storage does not keep: pass it);
+- ``architecture.json``: the trial's architecture document (``architecture_file``) with the
+  input contract of the study's data, taken from the trial's ``architecture.json`` artifact,
+  or, for a trial without artifacts, rebuilt from its user attributes and the study's config
+  (which the storage does not keep: pass it; an artifact written before the input contract
+  gets it from the config too);
 - ``model.py``: a standalone module that builds the same network with PyTorch and SpikingJelly
-  only (``model_template``), with ``weights.pt`` beside it when a state dict is given;
+  only and prepares raw data for it (``model_template``), with ``weights.pt`` beside it when a
+  state dict is given;
 - ``model.nir`` on request: the network as an NIR graph (``nir_graph``), checked before the
   export reports it: SpikingJelly's NIR reader runs the file and must reproduce the network's
   outputs and spikes (``nir_replay``), or the file is removed and the export says why.
+
+Which trial, without ``--trial``: the search's own result where the sampler finds one (the
+network the cell-by-cell search grew, the fittest candidate of the evolutionary search), else the
+best feasible trial (``exported_trial``).
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from torch import nn
 
 from optuna_spikenas.architecture_file import (
+    VERSION,
     ArchitectureFileError,
     architecture_record,
+    input_contract_problem,
     read_architecture,
 )
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
@@ -39,6 +48,12 @@ from optuna_spikenas.config import Config
 from optuna_spikenas.dashboard import artifact_dir_for
 from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.export_folder import ExportFolderError, check_export_folder, record_export
+from optuna_spikenas.exported_trial import (
+    Selection,
+    TrialChoiceError,
+    best_feasible_trial,
+    select_trial,
+)
 from optuna_spikenas.macros import Macro
 from optuna_spikenas.model_template import write_model_py
 from optuna_spikenas.nir_graph import NIR_INSTALL, NIRExportError, import_nir, write_nir
@@ -49,10 +64,12 @@ from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, SpaceError
 from optuna_spikenas.storage import StorageError, load_study, open_storage, redact
+from optuna_spikenas.study_binding import FINGERPRINT_ATTR, SETTINGS_ATTR, value_settings
 
 __all__ = [
     "ExportError",
     "ExportResult",
+    "Selection",
     "best_feasible_trial",
     "build_from_document",
     "export_trial",
@@ -76,6 +93,8 @@ class ExportResult:
     nir: Path | None
     trial_number: int
     nir_check: str | None = None  # what the NIR reader's run of ``nir`` showed
+    why: str = ""  # why this trial: "as asked", the search's result, the best feasible trial
+    input_problem: str | None = None  # why architecture.json has no input contract, if it has none
 
 
 def export_trial(
@@ -89,14 +108,17 @@ def export_trial(
     artifact_dir: str | Path | None = None,
     force: bool = False,
 ) -> ExportResult:
-    """Export trial ``trial_number`` of the study (default: its best feasible trial) into
-    ``out_dir``: ``architecture.json``, ``model.py``, ``weights.pt`` (a copy of ``weights``, a
-    state-dict file checked against the architecture) and with ``nir`` ``model.nir``.
+    """Export trial ``trial_number`` of the study (default: the search's result, see
+    :func:`select_trial`) into ``out_dir``: ``architecture.json``, ``model.py``, ``weights.pt``
+    (a copy of ``weights``, a state-dict file checked against the architecture) and with ``nir``
+    ``model.nir``.
 
     The document comes from the trial's artifact in ``artifact_dir`` (default: the storage's
     artifact folder, see ``dashboard.artifact_dir_for``); without one, from the trial's user
-    attributes and ``config``, the study's config. A file in ``out_dir`` that no export wrote
-    (or that changed since) is never overwritten unless ``force`` (``export_folder``)."""
+    attributes and ``config``, the study's config (refused when its value-defining settings are
+    not the ones the trial was made with: the input contract's statistics depend on them). A
+    file in ``out_dir`` that no export wrote (or that changed since) is never overwritten unless
+    ``force`` (``export_folder``)."""
     names = ["architecture.json", "model.py"]
     names += ["weights.pt"] if weights is not None else []
     names += ["model.nir"] if nir else []
@@ -120,9 +142,14 @@ def export_trial(
         study = load_study(storage, study_name, storage_url)
     except StorageError as err:
         raise ExportError(str(err)) from None
-    trial = select_trial(study, trial_number)
+    try:
+        selection = select_trial(study, trial_number)
+    except TrialChoiceError as err:
+        raise ExportError(str(err)) from None
+    trial = selection.trial
     folder = Path(artifact_dir) if artifact_dir is not None else artifact_dir_for(storage_url)
     document = trial_document(study, trial, folder, config)
+    input_problem = input_contract_problem(document)  # only a missing one: see trial_document
     if nir:
         try:
             import_nir()  # fail before writing anything when the extra is missing
@@ -155,57 +182,8 @@ def export_trial(
     if network is not None and nir:
         nir_path, nir_check = export_nir(network, document, out / "model.nir")
         record_export(out, [nir_path])
-    return ExportResult(
-        architecture_json, model_py, weights_pt, nir_path, trial.number, nir_check
-    )
-
-
-# --- which trial ----------------------------------------------------------------------------
-
-
-def select_trial(study: optuna.Study, trial_number: int | None) -> FrozenTrial:
-    """Trial ``trial_number`` (which must be COMPLETE), or the best feasible trial."""
-    trials = study.get_trials(deepcopy=False)
-    if trial_number is None:
-        best = best_feasible_trial(trials, study.directions[0])
-        if best is None:
-            complete = sum(t.state == TrialState.COMPLETE for t in trials)
-            raise ExportError(
-                f"study {study.study_name!r} has no feasible trial ({len(trials)} trials, "
-                f"{complete} complete); pass --trial N to export another one"
-            )
-        return best
-    found = [t for t in trials if t.number == trial_number]
-    if not found:
-        known = f"trials 0 to {len(trials) - 1}" if trials else "no trials"
-        raise ExportError(f"study {study.study_name!r} has no trial {trial_number} ({known})")
-    trial = found[0]
-    if trial.state != TrialState.COMPLETE:
-        raise ExportError(
-            f"trial {trial_number} of study {study.study_name!r} is {trial.state.name}, "
-            "not COMPLETE; export a complete trial"
-        )
-    return trial
-
-
-def best_feasible_trial(
-    trials: list[FrozenTrial], direction: optuna.study.StudyDirection | str = "maximize"
-) -> FrozenTrial | None:
-    """The feasible trial (COMPLETE, user attribute ``feasible`` true, finite first value) with
-    the best first value (the lowest number among equals), or None."""
-    feasible = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.user_attrs.get("feasible") is True
-        and t.values
-        and math.isfinite(t.values[0])
-    ]
-    if not feasible:
-        return None
-    minimize = str(direction).lower().endswith("minimize")
-    sign = 1.0 if minimize else -1.0
-    return min(feasible, key=lambda t: (sign * t.values[0], t.number))
+    files = (architecture_json, model_py, weights_pt, nir_path)
+    return ExportResult(*files, trial.number, nir_check, selection.why, input_problem)
 
 
 # --- the architecture document --------------------------------------------------------------
@@ -214,7 +192,10 @@ def best_feasible_trial(
 def trial_document(
     study: optuna.Study, trial: FrozenTrial, artifact_dir: Path, config: Config | None
 ) -> dict[str, Any]:
-    """The trial's architecture document: its artifact, else rebuilt with ``config``."""
+    """The trial's architecture document: its artifact, else rebuilt with ``config``; an
+    artifact written before the input contract gets it from ``config`` when given."""
+    if config is not None:
+        _check_config(study, trial, config)
     document = _artifact_document(study, trial, artifact_dir)
     where = f"the {ARTIFACT_NAME} artifact of trial {trial.number}"
     if document is None:
@@ -227,12 +208,17 @@ def trial_document(
         document = _document_from_attrs(study, trial, config)
         where = f"trial {trial.number}'s attributes and the config"
     try:
-        arch, _, _ = read_architecture(document)
+        arch, _, timesteps = read_architecture(document)
     except ArchitectureFileError as err:
         raise ExportError(f"{where}: {err}") from None
     recorded = trial.user_attrs.get("architecture")
     if recorded is not None and str(arch) != recorded:
         raise ExportError(f"{where} describes {arch}, but the trial searched {recorded}")
+    if document.get("input") is None and config is not None:  # an artifact that predates it
+        document = _with_input_contract(document, config, timesteps)
+    damaged = input_contract_problem(document) if document.get("input") is not None else None
+    if damaged:  # refused; a missing one is only noted (model.py's preprocess needs it)
+        raise ExportError(f"{where}: {damaged}")
     return document
 
 
@@ -258,6 +244,39 @@ def _artifact_document(
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ExportError(f"the {ARTIFACT_NAME} artifact of trial {trial.number}: {err}") from None
+
+
+def _check_config(study: optuna.Study, trial: FrozenTrial, config: Config) -> None:
+    """Refuse a config whose value-defining settings (dataset, split, seed, ...) are not those
+    the trial was made with: the rebuilt document, and its train-split statistics, would not be
+    the ones the search used."""
+    from optuna_spikenas.study_binding import fingerprint
+
+    made_with = trial.user_attrs.get(FINGERPRINT_ATTR)
+    settings = value_settings(config)
+    if made_with is None or fingerprint(settings) == made_with:
+        return
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    differing = ""
+    if isinstance(stored, dict) and study.user_attrs.get(FINGERPRINT_ATTR) == made_with:
+        keys = [k for k in dict.fromkeys([*settings, *stored]) if stored.get(k) != settings.get(k)]
+        differing = ": " + "; ".join(
+            f"{k} {stored.get(k)!r} there, {settings.get(k)!r} here" for k in keys
+        )
+    raise ExportError(
+        f"--config is not the config trial {trial.number} was made with{differing}; pass the "
+        "study's config"
+    )
+
+
+def _with_input_contract(
+    document: dict[str, Any], config: Config, timesteps: int
+) -> dict[str, Any]:
+    """A document written before the input contract, with the contract of ``config``'s data."""
+    from optuna_spikenas.study_setup import study_dataset
+
+    contract = study_dataset(config).input_contract
+    return {**document, "version": VERSION, "input": contract.as_dict(timesteps)}
 
 
 def _document_from_attrs(study: optuna.Study, trial: FrozenTrial, config: Config) -> dict:
@@ -298,7 +317,7 @@ def _document_from_attrs(study: optuna.Study, trial: FrozenTrial, config: Config
         "dataset": config.dataset.name,
         "seed": config.seed,
     }
-    return architecture_record(arch, macro, timesteps, attrs, origin)
+    return architecture_record(arch, macro, timesteps, attrs, origin, dataset.input_contract)
 
 
 def build_from_document(document: dict[str, Any], seed: int | None = None) -> nn.Module:

@@ -9,12 +9,15 @@
   of what is trained (architecture, macro, recipe, seed, data). Started again with the same
   arguments, a run resumes after the last completed epoch and ends with exactly the weights of an
   uninterrupted run (on the CPU); a checkpoint of other settings is refused; ``fresh`` starts over.
+  A run stopped by Ctrl-C or SIGTERM re-raises the same kind of stop saying what the checkpoint
+  holds ("no epoch finished, nothing saved", or the epochs saved and how to resume).
 * ``weights.pt``: the trained state dict with float weights under plain names (for k-bit weights,
   the float "shadow" weights), for ``build_network`` / ``build_autosnn``; then
   ``quantize.quantize_weights(network, bits)`` gives the network that was evaluated.
 * ``result.json``: what was trained and how, per-epoch validation accuracy and loss, the test
   accuracy (measured once, at the end; with k-bit weights also that of the float weights), spikes
-  per test image, parameters, memory and, for SNASNet cells, the IMC hardware costs.
+  per test image, parameters, memory and, for SNASNet cells, the IMC hardware costs; and the
+  input contract of the data the weights were trained on (``"input"``, ``input_contract.py``).
 
 The recipe: SNASNet cells train with the config's ``[train]`` optimizer, lr, min_lr, momentum,
 weight_decay and batch_size (a cosine schedule over every step of the run) and cross-entropy;
@@ -75,6 +78,7 @@ from optuna_spikenas.train import (
     train_epoch,
     training_state,
 )
+from optuna_spikenas.wording import plural
 
 __all__ = ["FinalTrainingResult", "TrainingError", "train_final"]
 
@@ -347,30 +351,51 @@ def train_final(
     ``out_dir``, resuming from its checkpoint unless ``fresh`` (see the module docstring).
     ``log`` gets one line per epoch (and a progress bar goes to stderr). Raises
     :class:`TrainingError` for anything that keeps the run from starting or resuming."""
+    out = Path(out_dir)
+    kept = KeptAfterStop(out / CHECKPOINT)
+    try:
+        return _train_final(document, config, out, kept, epochs, weight_bits, device, fresh, log)
+    except KeyboardInterrupt as stop:  # the same kind of stop, saying what is kept
+        raise type(stop)(kept.line()).with_traceback(stop.__traceback__) from None
+
+
+def _train_final(
+    document: dict[str, Any],
+    config: Config,
+    out: Path,
+    kept: KeptAfterStop,
+    epochs: int | None,
+    weight_bits: int | None,
+    device: str,
+    fresh: bool,
+    log: Log | None,
+) -> FinalTrainingResult:
+    """:func:`train_final`, telling ``kept`` what its checkpoint holds as it goes."""
     started = time.perf_counter()
     plan = make_plan(document, config, epochs, weight_bits, device)
-    out = Path(out_dir)
     problem = make_folder(out)
     if problem:
         raise TrainingError(f"--out {out}: {problem}")
-    checkpoint = out / CHECKPOINT
+    checkpoint = kept.checkpoint
     if fresh:
         checkpoint.unlink(missing_ok=True)
     run = TrainingRun.start(plan)
     saved = read_checkpoint(checkpoint, run.fingerprint) if checkpoint.exists() else None
     resumed = None if saved is None else saved["epoch"]
+    total = kept.total = plan.settings.epochs
+    kept.epochs = resumed or 0
     if saved is None:
         for name in (WEIGHTS, RESULT):  # never a stale result beside a new run
             (out / name).unlink(missing_ok=True)
     say = log or (lambda line: None)
     say(describe(plan, resumed))
-    total = plan.settings.epochs
     with seeded_rng(plan.seed, plan.device):
         if saved is not None:
             restore(run, saved, checkpoint)
         for epoch in range(resumed or 0, total):
             run_epoch(run, epoch, show_bar=log is not None)
             write_checkpoint(checkpoint, epoch + 1, run)  # before the line: a kill loses nothing
+            kept.epochs = epoch + 1
             loss, accuracy, seconds = (run.history[key][-1] for key in HISTORY_KEYS)
             say(
                 f"epoch {epoch + 1}/{total}: train loss {loss:.4f}, val accuracy "
@@ -386,6 +411,25 @@ def train_final(
     return FinalTrainingResult(out, total, resumed, out / RESULT, out / WEIGHTS)
 
 
+@dataclass
+class KeptAfterStop:
+    """What a run stopped now leaves in its checkpoint, as far as the run knows."""
+
+    checkpoint: Path
+    epochs: int | None = None  # finished epochs saved; None: not read yet (an earlier run's?)
+    total: int | None = None
+
+    def line(self) -> str:
+        if self.epochs is None and self.checkpoint.exists():
+            return f"nothing trained yet; {self.checkpoint} of an earlier run is kept as it was"
+        if not self.epochs:
+            return "no epoch finished, nothing saved"
+        return (
+            f"{self.epochs} of {plural(self.total or self.epochs, 'epoch')} finished, saved in "
+            f"{self.checkpoint}; run the same command again to resume after epoch {self.epochs}"
+        )
+
+
 def describe(plan: Plan, resumed: int | None) -> str:
     """The run's first log line."""
     s = plan.settings
@@ -393,8 +437,8 @@ def describe(plan: Plan, resumed: int | None) -> str:
     where = "from the start" if resumed is None else f"resuming after epoch {resumed}"
     return (
         f"training {plan.arch} ({plan.kind}) on {plan.dataset.name} on {plan.device}, {where}: "
-        f"{s.epochs} epochs, {s.optimizer} lr {s.lr:g} -> {s.min_lr:g}, batch {s.batch_size}, "
-        f"{s.loss} loss, {bits} weights"
+        f"{plural(s.epochs, 'epoch')}, {s.optimizer} lr {s.lr:g} -> {s.min_lr:g}, batch "
+        f"{s.batch_size}, {s.loss} loss, {bits} weights"
     )
 
 
@@ -419,7 +463,11 @@ def measure_test_split(run: TrainingRun) -> dict[str, Any]:
         with float_weights(network):
             measured["test_accuracy_float"] = evaluate(network, test, batch, plan.device)
     activity = counter.result()
-    measured["spikes"] = {**activity.as_user_attrs(bits), "measured_on": f"{len(test)} test images"}
+    measured["spikes"] = {
+        **activity.as_user_attrs(bits),
+        **activity.by_layer(),
+        "measured_on": f"{len(test)} test images",
+    }
     return measured
 
 
@@ -454,6 +502,7 @@ def final_report(run: TrainingRun, config: Config, resumed: int | None) -> dict[
             "augmentation": plan.augmentation,
             "images": {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)},
         },
+        "input": ds.input_contract.as_dict(plan.settings.timesteps),  # what weights.pt expects
         "recipe": {
             **asdict(plan.settings),
             "seed": plan.seed,

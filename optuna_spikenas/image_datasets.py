@@ -55,7 +55,9 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 __all__ = [
+    "CIFAR100_CLASSES",
     "CIFAR100_URL",
+    "CIFAR10_CLASSES",
     "CIFAR10_URL",
     "CIFAR_MD5",
     "DatasetError",
@@ -82,6 +84,22 @@ CIFAR_MD5: dict[str, str] = {
     "cifar-100-python/test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
 }
 
+#: CIFAR-10's class names by label (``batches.meta``'s ``label_names``).
+CIFAR10_CLASSES: tuple[str, ...] = tuple(
+    "airplane automobile bird cat deer dog frog horse ship truck".split()
+)
+#: CIFAR-100's fine class names by label (``meta``'s ``fine_label_names``: alphabetical).
+CIFAR100_CLASSES: tuple[str, ...] = tuple(
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
+    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
+    "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse "
+    "mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy "
+    "porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
+    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television "
+    "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm".split()
+)
+
 _CIFAR_PIXELS = 3 * 32 * 32
 _TINY_SIZE = 64
 
@@ -99,6 +117,7 @@ class OfficialSplits:
         train_labels, test_labels: int64 ``[N]``, in ``0 .. num_classes - 1``.
         num_classes: The dataset's number of classes (even if a class has no image here).
         source: Where and in which format it was found, for messages.
+        class_names: The class names by label (CIFAR's, TinyImageNet's sorted wnids).
     """
 
     train_images: np.ndarray
@@ -107,6 +126,7 @@ class OfficialSplits:
     test_labels: np.ndarray
     num_classes: int
     source: str
+    class_names: tuple[str, ...] = ()
 
 
 # --- CIFAR ----------------------------------------------------------------------------------
@@ -118,6 +138,7 @@ class _Cifar:
 
     title: str
     classes: int
+    names: tuple[str, ...]  # the class names by label
     python_dir: str
     python_train: tuple[str, ...]
     python_test: str
@@ -133,6 +154,7 @@ class _Cifar:
 _CIFAR10 = _Cifar(
     title="CIFAR-10",
     classes=10,
+    names=CIFAR10_CLASSES,
     python_dir="cifar-10-batches-py",
     python_train=tuple(f"data_batch_{i}" for i in range(1, 6)),
     python_test="test_batch",
@@ -151,6 +173,7 @@ _CIFAR10 = _Cifar(
 _CIFAR100 = _Cifar(
     title="CIFAR-100",
     classes=100,
+    names=CIFAR100_CLASSES,
     python_dir="cifar-100-python",
     python_train=("train",),
     python_test="test",
@@ -214,6 +237,7 @@ def _read_cifar(spec: _Cifar, root: Path, verify: bool) -> OfficialSplits:
         test_labels=test_labels,
         num_classes=spec.classes,
         source=f"{spec.title} ({version} version) at {folder}",
+        class_names=spec.names,
     )
 
 
@@ -427,6 +451,7 @@ def read_tinyimagenet(path: str | Path, workers: int | None = None) -> OfficialS
         test_labels=np.asarray(test_labels, dtype=np.int64),
         num_classes=len(wnids),
         source=f"TinyImageNet-200 at {root}",
+        class_names=tuple(wnids),
     )
 
 

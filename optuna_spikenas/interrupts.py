@@ -3,7 +3,10 @@
 ``kill``, systemd and SLURM's time limit send SIGTERM; a user presses Ctrl-C (SIGINT). Both stop a
 command the same way: the ``optimize`` loop fails the trial it stopped and ends (:class:`CtrlC`),
 ``train`` and ``compare`` keep what they finished, and each says so in one line; the exit status
-is 130 after Ctrl-C and 143 after SIGTERM, as shells report them.
+is 130 after Ctrl-C and 143 after SIGTERM, as shells report them. Work that knows best what it
+kept (final training, the super-network's training) re-raises the same kind of stop with that
+in its message, e.g. ``KeyboardInterrupt("no epoch finished, nothing saved")``, and the line
+says it.
 """
 
 from __future__ import annotations
@@ -90,10 +93,13 @@ def drop_interrupts(hook: Any) -> Any:
     return unraisable
 
 
-def report_stop(err: KeyboardInterrupt, what: str) -> int:
-    """Say in one line that the command was stopped, and what is kept; the exit status."""
+def report_stop(err: KeyboardInterrupt, what: str = "", prefix: str = "") -> int:
+    """Say in one line that the command was stopped and what is kept: what the interrupted work
+    said (the stop's message), then ``what``; the exit status."""
     terminated = isinstance(err, Terminated)
-    print(f"{'terminated' if terminated else 'interrupted'}: {what}", file=sys.stderr)
+    kept = "; ".join(part for part in (str(err), what) if part)
+    word = "terminated" if terminated else "interrupted"
+    print(f"{prefix}{word}: {kept}" if kept else f"{prefix}{word}", file=sys.stderr)
     return 143 if terminated else 130
 
 

@@ -1,8 +1,9 @@
 """The standalone ``model.py`` of an exported architecture, assembled from this package's source.
 
 ``model.py`` needs only PyTorch and SpikingJelly. It holds the architecture document as a JSON
-literal, the code that builds the network, ``build_model()`` and a ``__main__`` block that runs
-one forward pass on a random image.
+literal, the code that builds the network, ``preprocess()`` that prepares raw data as the
+study's data was (``model_preprocess``), ``build_model()`` and a ``__main__`` block that runs one
+forward pass on a random image.
 
 Why assembled from the source and not a hand-written template: the exported network must be the
 package's network exactly (module names, state-dict keys, order of weight initialisation, forward
@@ -35,6 +36,7 @@ from typing import Any
 from optuna_spikenas.architecture_file import AUTOSNN_BLOCKS, SNASNET_CELLS
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, AutoSNNMacro
 from optuna_spikenas.macros import Macro
+from optuna_spikenas.model_preprocess import PREPROCESS_SOURCE, input_output_paragraph
 from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, Cell
@@ -66,12 +68,13 @@ Written by ``optuna-spikenas export``; needs only PyTorch and SpikingJelly 2.0 (
 optuna-spikenas). The network code below is copied from optuna-spikenas, so the network has the
 same modules, state-dict keys and outputs as the package's.
 
-    python model.py                  # build, load weights.pt if it lies beside, one forward pass
-    from model import build_model    # build_model("weights.pt").eval() for inference
+    python model.py              # build, load weights.pt if it lies beside, one forward pass
 
-Input: images [batch, {in_channels}, {size}, {size}]. Output: class scores [batch, {classes}].
-The network runs {timesteps} timesteps per call and averages them; call
-functional.reset_net(network) after each batch.
+    from model import CLASSES, build_model, preprocess
+    network = build_model("weights.pt").eval()
+    scores = network(preprocess(raw_images))  # raw samples, prepared as the study's data was
+
+{input_output}
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ _BUILD = {
 }
 
 _FOOTER = '''\
+{preprocess}
+
+
 def build_model(weights: str | Path | None = None, seed: int | None = None) -> nn.Module:
     """The network of ``DOCUMENT``, in training mode (call ``.eval()`` for inference). With
     ``weights``, a state-dict file loaded into it; with ``seed``, the initial weights that
@@ -110,13 +116,18 @@ def main() -> None:
     forward pass on a random image."""
     weights = Path(__file__).resolve().with_name("weights.pt")
     network = build_model(weights if weights.is_file() else None).eval()
-    macro = DOCUMENT["macro"]
-    images = torch.rand(1, macro["in_channels"], macro["image_size"], macro["image_size"])
+    if INPUT is None:
+        macro = DOCUMENT["macro"]
+        images = torch.rand(1, macro["in_channels"], macro["image_size"], macro["image_size"])
+    else:  # random raw pixels (or event counts), prepared as the study's data was
+        raw = torch.randint(0, INPUT["raw"].get("max", 3) + 1, (1, *INPUT["shape"]))
+        images = preprocess(raw)
     with torch.no_grad():
         scores = network(images)
     functional.reset_net(network)
     print(f"{{DOCUMENT['search_space']}} {{DOCUMENT['architecture']}}")
     print(f"weights: {{weights.name if weights.is_file() else 'initial (no weights.pt)'}}")
+    print(f"input: {{list(images.shape)}}{{' from preprocess()' if INPUT else ', random'}}")
     print(f"output shape: {{list(scores.shape)}}")
 
 
@@ -151,14 +162,11 @@ def model_source(document: dict[str, Any]) -> str:
         macro_name=macro.get("name", "macro"),
         search_space=kind,
         architecture=document["architecture"],
-        in_channels=macro["in_channels"],
-        size=macro["image_size"],
-        classes=macro["num_classes"],
-        timesteps=document["timesteps"],
+        input_output=input_output_paragraph(document),
         imports=_imports(external),
         document=_json_literal(document),
     )
-    footer = _FOOTER.format(build=_BUILD[kind])
+    footer = _FOOTER.format(build=_BUILD[kind], preprocess=PREPROCESS_SOURCE.rstrip("\n"))
     return "\n\n\n".join([header.rstrip("\n"), *sections, footer.rstrip("\n")]) + "\n"
 
 

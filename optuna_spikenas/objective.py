@@ -30,6 +30,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from weakref import WeakKeyDictionary
 
 import optuna
 import torch
@@ -105,6 +106,10 @@ class SpikeNASObjective:
             timesteps=config.score.timesteps,
             weight_bits=config.budget.weight_bits,
         )
+        self.activity: WeakKeyDictionary[optuna.Trial, Activity] = WeakKeyDictionary()
+        """Each live trial's measured spikes, with their per-layer counts, which are no user
+        attribute (too long for the dashboard): ``dashboard.TrialArtifacts`` writes them as the
+        trial's ``spikes_by_layer.csv``."""
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -305,10 +310,12 @@ class SpikeNASObjective:
         return result.final_val_accuracy
 
     def _record_spikes(self, trial: optuna.Trial, activity: Activity, measured_on: str) -> None:
-        """Spikes per image (total and per neuron layer) and the digital SynOp energy."""
+        """Spikes per image and the digital SynOp energy; the per-layer counts in
+        :attr:`activity`."""
         for key, value in activity.as_user_attrs(self.config.budget.weight_bits).items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("spikes_measured_on", measured_on)
+        self.activity[trial] = activity
 
     def _record_activity_energy(
         self, trial: optuna.Trial, network: torch.nn.Module, images: torch.Tensor, weights: str

@@ -7,6 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TPE_STARTUP_TRIALS = 10
+"""TPE's random start-up trials (``make_sampler``): on no more trials than these it is random
+search."""
+
+NSGA2_POPULATION = 20
+"""NSGA-II's population (``make_sampler``'s default): its first generation is random draws."""
+
+
+def nsga2_settings(population_size: int = NSGA2_POPULATION) -> str:
+    """NSGA-II's settings in words, with the population it runs with."""
+    return (
+        f"NSGAIISampler(population_size={population_size}, crossover_prob=0.9, mutation 1/params)"
+    )
+
 
 @dataclass(frozen=True)
 class SamplerInfo:
@@ -19,10 +33,11 @@ class SamplerInfo:
 
 SAMPLER_CATALOG: dict[str, SamplerInfo] = {
     "random": SamplerInfo("RandomSampler, uniform over the full op set"),
-    "tpe": SamplerInfo("TPESampler(n_startup_trials=10, multivariate=False, constant_liar=False)"),
-    "nsga2": SamplerInfo(
-        "NSGAIISampler(population_size=20, crossover_prob=0.9, mutation 1/params)"
+    "tpe": SamplerInfo(
+        f"TPESampler(n_startup_trials={TPE_STARTUP_TRIALS}, multivariate=False, "
+        "constant_liar=False)"
     ),
+    "nsga2": SamplerInfo(nsga2_settings()),
     "cellbycell": SamplerInfo(
         "CellByCellSampler (SpikeNAS): pruned ops, one cell at a time under the budget",
         stops_by_itself=True,

@@ -24,6 +24,8 @@ computing chip's energy is ``hardware/imc.py``'s.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -72,20 +74,39 @@ class Activity:
         return (self.synops * cost["ac"] + self.macs * cost["mac"]) / 1e6
 
     def as_user_attrs(self, weight_bits: int = 32) -> dict[str, object]:
-        """JSON-safe trial attributes: spikes per image (total and per layer), SynOps, energy."""
-        attrs: dict[str, object] = {
+        """JSON-safe trial attributes, one number each: spikes, SynOps and MACs per image, the
+        SynOp energy. The per-layer counts are :meth:`by_layer` (a trial's artifact)."""
+        return {
             "spikes_per_image": self.spikes,
             "neuron_spikes_per_image": self.neuron_spikes,
-            "spikes_by_layer": {k: round(v, 3) for k, v in self.spikes_by_layer.items()},
             "synops_per_image": round(self.synops, 1),
             "macs_per_image": round(self.macs, 1),
             "synops_energy_uj": round(self.energy_uj(weight_bits), 6),
             "synops_energy_convention": f"Horowitz 45 nm, {energy_kind(weight_bits)}",
         }
+
+    def by_layer(self) -> dict[str, dict[str, float]]:
+        """Spikes per image of each neuron layer and (when any) of each max-pooled spike map."""
+        layers = {"spikes_by_layer": {k: round(v, 3) for k, v in self.spikes_by_layer.items()}}
         if self.pooled_spikes_by_layer:
             pooled = {k: round(v, 3) for k, v in self.pooled_spikes_by_layer.items()}
-            attrs["pooled_spikes_by_layer"] = pooled
-        return attrs
+            layers["pooled_spikes_by_layer"] = pooled
+        return layers
+
+    def layer_csv(self) -> str:
+        """:meth:`by_layer` as CSV (``layer,kind,spikes_per_image,share``; share: percent of
+        :attr:`spikes`), network order, a row per layer."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(("layer", "kind", "spikes_per_image", "share"))
+        for kind, counts in (
+            ("neurons", self.spikes_by_layer),
+            ("max-pooled spikes", self.pooled_spikes_by_layer),
+        ):
+            for name, spikes in counts.items():
+                share = 100 * spikes / self.spikes if self.spikes else 0.0
+                writer.writerow((name, kind, f"{spikes:.3f}", f"{share:.1f}"))
+        return text.getvalue()
 
 
 def _is_binary(x: torch.Tensor) -> bool:

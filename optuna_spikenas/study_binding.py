@@ -27,7 +27,7 @@ from typing import Any
 
 import optuna
 
-from optuna_spikenas.config import Config, ConfigError
+from optuna_spikenas.config import PATH_KEYS, Config, ConfigError
 from optuna_spikenas.recovery import mark_worker
 
 FINGERPRINT_ATTR = "config_fingerprint"
@@ -66,12 +66,17 @@ class StudySettingsError(ConfigError):
 
 
 def value_settings(config: Config) -> dict[str, object]:
-    """The settings that define a trial's values, as ``{"[table] key": value}`` (JSON-safe)."""
+    """The settings that define a trial's values, as ``{"[table] key": value}`` (JSON-safe).
+    Paths are bound as the config file wrote them (``Config.as_written``): relative to the
+    file, so that one config run from any folder, or by workers whose copies of the project
+    lie in different places, binds the same settings."""
     settings: dict[str, object] = {"seed": config.seed}
     for table, keys in (_AUTOSNN_KEYS if config.is_autosnn else _SPIKENAS_KEYS).items():
         section = getattr(config, table)
         for key in keys or [f.name for f in fields(section)]:
             value = getattr(section, key)
+            if (table, key) in PATH_KEYS:
+                value = config.as_written(value)
             settings[f"[{table}] {key}"] = list(value) if isinstance(value, tuple) else value
     return settings
 

@@ -29,17 +29,26 @@ sha256 of its training images and labels. The file is ``torch.save({"state_dict"
 ``weights_only=True``. A file that cannot be read or does not match raises
 ``SuperNetCheckpointError``, whose message says to delete it (the search then retrains): an
 expensive checkpoint is never overwritten silently.
+
+Resuming: while it trains, the super-network keeps ``<dir>/supernet-<dataset>-<key>.epoch.pt``,
+rewritten atomically after every epoch with everything the next epoch needs (weights, Adam's
+state, the shuffle/path and augmentation generators, torch's RNG: ``train.training_state``, as
+final training keeps its own). A run with the same settings and data continues after the last
+finished epoch and ends with exactly the weights of an uninterrupted run (on the CPU); the file
+is removed once the trained super-network is saved. Ctrl-C or SIGTERM during training re-raises
+the same kind of stop carrying one line that says what was kept (:func:`interrupted_after`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -60,6 +69,7 @@ from optuna_spikenas.errors import SpikeNASError
 from optuna_spikenas.paths import unwritable_folder
 from optuna_spikenas.snn.autosnn import SuperNetwork, path_name
 from optuna_spikenas.spikes import Activity, ActivityCounter
+from optuna_spikenas.train import restore_training_state, seeded_rng, training_state
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # harmless on the CPU build
 from spikingjelly.activation_based import functional  # noqa: E402
@@ -72,6 +82,7 @@ __all__ = [
     "SuperNetCheckpointError",
     "SuperNetSettings",
     "checkpoint_path",
+    "epochs_path",
     "evaluate_path",
     "fitness",
     "load_or_train_supernet",
@@ -83,6 +94,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+_EPOCHS_KEYS = {"format", "meta", "epoch", "state"}
 DEFAULT_LAMBDA = -0.08  # AutoSNN's spike exponent on CIFAR10
 
 #: ``progress(line)``: one human-readable line (per epoch, or about the checkpoint).
@@ -215,56 +227,144 @@ def sample_path(generator: torch.Generator) -> AutoSNNArchitecture:
 
 
 def train_supernet(
-    dataset: Dataset, settings: SuperNetSettings, progress: Log | None = None
+    dataset: Dataset,
+    settings: SuperNetSettings,
+    progress: Log | None = None,
+    epochs_file: Path | None = None,
 ) -> SuperNetwork:
     """Train a super-network on the search's train part (:func:`split_for_search`), one
     uniformly sampled path per step, and call ``progress`` with one line per epoch. The
-    network is returned in eval mode."""
+    network is returned in eval mode. With ``epochs_file`` (:func:`epochs_path`), training
+    continues after the epochs saved there and saves every epoch it finishes there; a stop
+    (Ctrl-C, SIGTERM) is re-raised saying what was kept (:func:`interrupted_after`)."""
     train, _ = split_for_search(dataset, settings)
     macro = supernet_macro(dataset, settings)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         supernet = SuperNetwork(macro)
+    optimizer = torch.optim.Adam(supernet.parameters(), lr=settings.lr)
+    generators = {
+        "shuffle": torch.Generator().manual_seed(settings.seed),  # and the sampled paths
+        "augment": torch.Generator().manual_seed(settings.seed + 1),
+    }
+    done = 0  # finished epochs, saved in epochs_file when there is one
+    with seeded_rng(settings.seed):  # the caller's RNG is left alone, a resumed one restored
+        try:
+            if epochs_file is not None and epochs_file.exists():
+                done = _resume(epochs_file, dataset, settings, supernet, optimizer, generators)
+                if progress is not None:
+                    progress(
+                        f"resuming super-network training after epoch {done} of "
+                        f"{settings.epochs} from {epochs_file}"
+                    )
+            for epoch in range(done, settings.epochs):
+                started = time.perf_counter()
+                bar = functools.partial(
+                    tqdm,  # a bar within the epoch: a CPU epoch takes minutes
+                    desc=f"supernet epoch {epoch + 1}/{settings.epochs}",
+                    leave=False,
+                    disable=progress is None,
+                    file=sys.stderr,
+                )
+                loss = _train_epoch(supernet, train, dataset, optimizer, generators, settings, bar)
+                if epochs_file is not None:  # before the line: a stop after it loses nothing
+                    state = training_state(supernet, optimizer, generators)
+                    payload = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "state": state}
+                    save_checkpoint(epochs_file, {**payload, "meta": _meta(dataset, settings)})
+                done = epoch + 1
+                if progress is not None:
+                    progress(
+                        f"supernet epoch {epoch + 1}/{settings.epochs}: loss {loss:.4f}, "
+                        f"{time.perf_counter() - started:.1f} s"
+                    )
+        except KeyboardInterrupt as stop:
+            kept = interrupted_after(done, settings.epochs, epochs_file)
+            raise type(stop)(kept).with_traceback(stop.__traceback__) from None
+    supernet.eval()
+    return supernet
+
+
+def _train_epoch(
+    supernet: SuperNetwork,
+    train: Split,
+    dataset: Dataset,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    settings: SuperNetSettings,
+    bar: Callable[[range], Iterable[int]],
+) -> float:
+    """One epoch in a shuffled order, one uniformly sampled path per batch; the mean loss."""
+    rng, augment_rng = generators["shuffle"], generators["augment"]
     full, rest = divmod(len(train), settings.batch_size)
     batches = full + (1 if rest > 1 else 0)  # a last batch of one image is dropped (BatchNorm)
     if settings.max_train_batches is not None:
         batches = min(batches, settings.max_train_batches)
-    optimizer = torch.optim.Adam(supernet.parameters(), lr=settings.lr)
-    rng = torch.Generator().manual_seed(settings.seed)
-    augment_rng = torch.Generator().manual_seed(settings.seed + 1)
-    for epoch in range(settings.epochs):
-        started = time.perf_counter()
-        supernet.train()
-        order = torch.randperm(len(train), generator=rng)
-        loss_sum, seen = 0.0, 0
-        steps = tqdm(  # a bar within the epoch: a CPU epoch takes minutes
-            range(batches),
-            desc=f"supernet epoch {epoch + 1}/{settings.epochs}",
-            leave=False,
-            disable=progress is None,
-            file=sys.stderr,
+    supernet.train()
+    order = torch.randperm(len(train), generator=rng)
+    loss_sum, seen = 0.0, 0
+    for b in bar(range(batches)):
+        idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
+        target = F.one_hot(train.labels[idx], supernet.macro.num_classes).float()
+        arch = sample_path(rng)
+        images = augment_batch(train.images[idx], dataset.augmentation, augment_rng)
+        try:
+            loss = F.mse_loss(supernet(images, arch), target)
+            optimizer.zero_grad(set_to_none=True)  # blocks off the path keep grad None
+            loss.backward()
+            optimizer.step()
+        finally:
+            functional.reset_net(supernet)
+        loss_sum += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return loss_sum / seen
+
+
+def interrupted_after(done: int, epochs: int, epochs_file: Path | None) -> str:
+    """What a stop during super-network training kept, in one line."""
+    if done and epochs_file is not None:
+        return (
+            f"super-network training stopped after epoch {done} of {epochs}: kept in "
+            f"{epochs_file}; the next run with the same settings resumes there"
         )
-        for b in steps:
-            idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
-            target = F.one_hot(train.labels[idx], macro.num_classes).float()
-            arch = sample_path(rng)
-            images = augment_batch(train.images[idx], dataset.augmentation, augment_rng)
-            try:
-                loss = F.mse_loss(supernet(images, arch), target)
-                optimizer.zero_grad(set_to_none=True)  # blocks off the path keep grad None
-                loss.backward()
-                optimizer.step()
-            finally:
-                functional.reset_net(supernet)
-            loss_sum += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        if progress is not None:
-            progress(
-                f"supernet epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / seen:.4f}, "
-                f"{time.perf_counter() - started:.1f} s"
-            )
-    supernet.eval()
-    return supernet
+    if epochs_file is not None and epochs_file.exists():  # stopped while reading it
+        return (
+            f"super-network training stopped before it resumed: {epochs_file} is kept; the "
+            "next run with the same settings resumes there"
+        )
+    return (
+        f"super-network training stopped in epoch {done + 1} of {epochs}: no epoch finished, "
+        "nothing kept"
+    )
+
+
+def _resume(
+    path: Path,
+    dataset: Dataset,
+    settings: SuperNetSettings,
+    supernet: SuperNetwork,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+) -> int:
+    """Load the epochs saved at ``path`` into the run (inside ``seeded_rng``); their count."""
+
+    def fail(reason: str) -> SuperNetCheckpointError:
+        reason = " ".join(reason.split())[:200]
+        return SuperNetCheckpointError(
+            f"super-network epoch checkpoint {path} is unusable: it {reason}; delete it to "
+            "start the training over"
+        )
+
+    payload = load_checkpoint(path, _EPOCHS_KEYS, fail, "super-network epoch")
+    if payload["meta"] != _meta(dataset, settings):
+        raise fail("was saved for other settings or data")
+    epoch = payload["epoch"]
+    if not _is_int(epoch) or not 1 <= epoch <= settings.epochs:
+        raise fail(f"counts {epoch!r} epochs, not 1 .. {settings.epochs}")
+    try:
+        restore_training_state(payload["state"], supernet, optimizer, generators)
+    except ValueError as err:
+        raise fail(f"does not fit the network: {err}") from None
+    return epoch
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +392,12 @@ def checkpoint_path(
     return Path(checkpoint_dir) / f"supernet-{safe}-{key}.pt"
 
 
+def epochs_path(checkpoint: Path) -> Path:
+    """Where the super-network of ``checkpoint`` (:func:`checkpoint_path`) keeps its finished
+    epochs while it trains."""
+    return checkpoint.with_suffix(".epoch.pt")
+
+
 def _load(path: Path, dataset: Dataset, settings: SuperNetSettings) -> SuperNetwork:
     def fail(reason: str) -> SuperNetCheckpointError:
         reason = " ".join(reason.split())[:200]
@@ -317,7 +423,8 @@ def load_or_train_supernet(
     progress: Log | None = None,
 ) -> SuperNetwork:
     """The super-network of these settings and data: read from ``checkpoint_dir`` if it was
-    trained before, else trained (:func:`train_supernet`) and saved there. Raises
+    trained before, else trained (:func:`train_supernet`, resuming after the epochs an
+    interrupted run kept in :func:`epochs_path`) and saved there. Raises
     :class:`SuperNetCheckpointError` for an unusable checkpoint file."""
     path = checkpoint_path(dataset, settings, checkpoint_dir)
     problem = None if path.exists() else unwritable_folder(checkpoint_dir)
@@ -328,10 +435,12 @@ def load_or_train_supernet(
         if progress is not None:
             progress(f"reusing super-network checkpoint {path}")
         return supernet
-    supernet = train_supernet(dataset, settings, progress)
+    epochs = epochs_path(path)
+    supernet = train_supernet(dataset, settings, progress, epochs)
     state = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
     payload = {"state_dict": state, "meta": _meta(dataset, settings)}
     save_checkpoint(path, payload)
+    epochs.unlink(missing_ok=True)  # the trained network supersedes its epochs
     if progress is not None:
         progress(f"saved super-network checkpoint {path}")
     return supernet

@@ -6,6 +6,7 @@ import json
 
 import optuna
 import pytest
+from optuna_dashboard import get_note
 
 from optuna_spikenas.architecture_file import read_architecture
 from optuna_spikenas.autosnn_objective import AutoSNNObjective
@@ -43,7 +44,14 @@ def test_every_trial_carries_accuracy_spikes_and_fitness(objective):
     study = optuna.create_study(direction="maximize")
     study.sampler = make_sampler("evolution", 0)
     assert isinstance(study.sampler, EvolutionarySampler)
-    study.optimize(objective, n_trials=6)
+    activity = {}  # each trial's measured activity, with the per-layer counts
+
+    def watched(trial: optuna.Trial) -> float:
+        value = objective(trial)
+        activity[trial.number] = objective.activity[trial]
+        return value
+
+    study.optimize(watched, n_trials=6)
     assert len(study.trials) == 6
     for trial in study.trials:
         attrs = trial.user_attrs
@@ -53,9 +61,12 @@ def test_every_trial_carries_accuracy_spikes_and_fitness(objective):
         expected = fitness(attrs["accuracy"], attrs["spikes_per_image"], objective.reference_spikes)
         assert trial.value == pytest.approx(expected, rel=1e-4)  # S_ref is rounded
         assert attrs["fitness"] == trial.value
-        # AutoSNN's count: the neuron layers' spikes and the max-pooled spike maps
-        neurons = sum(attrs["spikes_by_layer"].values())
-        pooled = sum(attrs["pooled_spikes_by_layer"].values())
+        # AutoSNN's count: the neuron layers' spikes and the max-pooled spike maps; per layer
+        # they are no user attribute (the dashboard's artifact spikes_by_layer.csv)
+        assert "spikes_by_layer" not in attrs and "pooled_spikes_by_layer" not in attrs
+        layers = activity[trial.number].by_layer()
+        neurons = sum(layers["spikes_by_layer"].values())
+        pooled = sum(layers["pooled_spikes_by_layer"].values())
         assert neurons == pytest.approx(attrs["neuron_spikes_per_image"], rel=1e-3)
         assert neurons + pooled == pytest.approx(attrs["spikes_per_image"], rel=1e-3)
         assert json.loads(json.dumps(attrs)) == attrs
@@ -132,8 +143,17 @@ def test_optimize_command_runs_autosnn_and_reuses_the_checkpoint(tmp_path, capsy
         arch, macro, _ = read_architecture(document)
         assert str(arch) == trials[document["origin"]["trial"]].user_attrs["architecture"]
         assert macro.width == 4
-    diagrams = [p.read_text() for p in store.iterdir() if p.read_text().startswith("<svg")]
-    assert len(diagrams) == 5 and all("block 5" in svg for svg in diagrams)
+    svgs = [p.read_text() for p in store.iterdir() if p.read_text().startswith("<svg")]
+    assert len(svgs) == 10  # a diagram and its thumbnail per trial
+    assert sum("block 5: " in svg for svg in svgs) == sum(">5: " in svg for svg in svgs) == 5
+    spikes = [p.read_text() for p in store.iterdir() if p.read_text().startswith("layer,kind,")]
+    assert len(spikes) == 5 and all(",max-pooled spikes," in table for table in spikes)
+    study = optuna.load_study(study_name="a", storage=url)
+    for trial in trials:  # the note atop each trial's page: its fitness, then its blocks
+        note = get_note(optuna.Trial(study, trial._trial_id))
+        assert note.startswith(f"### ✓ Feasible · fitness {trial.value:.4f}\n\n")
+        assert f"`{trial.user_attrs['architecture']}` · " in note
+        assert f"**Held-out accuracy** {trial.user_attrs['accuracy']:.4f}" in note
 
 
 def test_describe_reports_the_papers_architecture_at_042_m(capsys):

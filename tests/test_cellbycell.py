@@ -13,7 +13,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_spikenas.samplers.cellbycell import SLOT_KEY, CellByCellSampler
+from optuna_spikenas.samplers.cellbycell import (
+    PHASE_KEY,
+    SLOT_KEY,
+    CellByCellSampler,
+    grown_network,
+)
+from optuna_spikenas.samplers.result_mark import RESULT_ATTR
 from optuna_spikenas.space import CONV3X3, OPS, SearchSpace, suggest_architecture
 from optuna_spikenas.space import distinct_cells as candidate_cells
 
@@ -354,3 +360,56 @@ def test_a_trial_that_adopted_an_orphan_yields_to_its_retry_taken_up_meanwhile()
     attrs = study._storage.get_trial_system_attrs(a._trial_id)
     assert attrs[SLOT_KEY] == -1  # not slot 0: the retry scored it; A re-proposes the result
     assert attrs[PARAMS_KEY] == frozen.system_attrs[PARAMS_KEY]  # the grown network, a duplicate
+
+
+# --- the search's result: marked on the trials and the study, read from the trials alone -------
+
+
+def phase_winner(trials, cells: int):
+    """The highest-scoring candidate with ``cells`` cells (the first among equals), computed
+    here from the trials' parameters and values, not by the sampler."""
+    phase = [t for t in trials if t.params["num_cells"] == cells]
+    return max(phase, key=lambda t: (t.value, -t.number))
+
+
+def test_each_trial_marks_the_result_so_far_and_the_study_the_grown_network():
+    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=3, width=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(Recorder(sampler.space))
+    trials = study.get_trials(deepcopy=False)
+    final = sampler.result(study)
+    first, second = phase_winner(trials, 2), phase_winner(trials, 3)
+    assert final.number == second.number
+    marks = [t.user_attrs.get(RESULT_ATTR) for t in trials]
+    phase2 = sum(t.params["num_cells"] == 2 for t in trials)
+    # no result until phase 2 is scored; then phase 2's winner until phase 3 is
+    assert marks == [None] * (phase2 - 1) + [first.number] * (len(trials) - phase2) + [final.number]
+    assert study.user_attrs[RESULT_ATTR] == final.number
+    grown = grown_network(trials)
+    assert (grown.trial.number, grown.cells, grown.unfinished) == (final.number, 3, None)
+
+
+def test_a_search_stopped_in_a_phase_is_read_from_its_trials_alone():
+    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=3, width=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(Recorder(sampler.space), n_trials=45)  # phase 2's 39, then 6 of phase 3
+    trials = study.get_trials(deepcopy=False)
+    grown = grown_network(trials)
+    assert grown.trial.number == sampler.result(study).number == phase_winner(trials, 2).number
+    assert (grown.cells, grown.unfinished) == (2, 3)
+    assert RESULT_ATTR not in study.user_attrs  # not complete: no final result yet
+    assert grown_network(trials[:20]) is None  # phase 2 not scored yet
+    assert grown_network([t for t in trials if PHASE_KEY not in t.system_attrs]) is None
+
+
+def test_workers_sharing_a_study_agree_on_the_grown_network():
+    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=3, width=4, poll_seconds=0.01)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(Recorder(sampler.space), n_jobs=4)
+    trials = study.get_trials(deepcopy=False)
+    final = sampler.result(study)
+    assert final.number == phase_winner(trials, 3).number
+    assert grown_network(trials).trial.number == final.number
+    assert study.user_attrs[RESULT_ATTR] == final.number
+    marks = {t.user_attrs[RESULT_ATTR] for t in trials if RESULT_ATTR in t.user_attrs}
+    assert final.number in marks <= {phase_winner(trials, 2).number, final.number}

@@ -65,7 +65,9 @@ def test_optimize_runs_a_study_made_by_optuna_create_study(study_db):
     study = optuna.load_study(study_name="s", storage=url)
     assert len(study.trials) == 12
     artifacts = Path(url[len("sqlite:///"):]).with_name("nas-artifacts")
-    assert len(list(artifacts.iterdir())) == 2 * 12  # architecture JSON + diagram per trial
+    # architecture JSON, diagram and its thumbnail per trial; spikes per layer where measured
+    measured = sum("spikes_per_image" in t.user_attrs for t in study.trials)
+    assert measured and len(list(artifacts.iterdir())) == 3 * 12 + measured
     best = run(OPTUNA, "best-trial", "--storage", url, "--study-name", "s", "-f", "json")
     shown = json.loads(best.stdout)
     assert shown["value"] == {"score": study.best_value}  # named by save_study_figures
@@ -266,3 +268,150 @@ def test_journal_file_storage_and_python_m_entry_point(tmp_path):
     trials = optuna.load_study(study_name="j", storage=storage).trials
     assert len(trials) == 3
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+# --- the command line's polish: version, help, describe's table, plurals ----------------------
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    version = metadata.version("optuna-spikenas")
+    assert capsys.readouterr().out.strip() == f"optuna-spikenas {version}"
+
+
+def test_every_option_says_its_default():
+    """Every option a user may leave out says in its help what happens then; flags (off unless
+    given) and required options have no default to state."""
+    import argparse
+
+    from optuna_spikenas.cli.parser import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = []
+    for name, command in [("", parser), *commands.choices.items()]:
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if action.required or not action.option_strings or action.nargs == 0:
+                continue  # positional, required, or a flag (store_true, --help, --version)
+            text = formatter._expand_help(action) if action.help else ""
+            if "default" not in text.lower():
+                missing.append(f"{name} {action.option_strings[0]}")
+    assert missing == []
+
+
+def test_help_loads_no_torch():
+    """Help is printed without importing torch or SpikingJelly (seconds of start-up)."""
+    commands = ["", "optimize", "compare", "dashboard", "export", "train", "recover", "describe",
+                "analyze-ops"]
+    code = (
+        "import contextlib, io, sys\nfrom optuna_spikenas.cli import main\n"
+        f"for command in {commands!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main([command, '--help'] if command else ['--help'])\n"
+        "print(sorted(m for m in ('torch', 'spikingjelly') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    help_text = run(f"{sys.executable} -m optuna_spikenas", "--help")
+    assert help_text.returncode == 0 and "--version" in help_text.stdout
+
+
+def describe_text(capsys, *args: str) -> tuple[list[str], dict]:
+    assert main(["describe", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return lines, describe_json(capsys, *args)
+
+
+def row(lines: list[str], label: str) -> str:
+    (found,) = [line for line in lines if line.startswith(f"{label} ")]
+    return found[len(label) :].strip()
+
+
+def test_describe_prints_a_table_with_exact_counts(capsys):
+    import re
+
+    lines, info = describe_text(
+        capsys, "--macro", "light", "--arch", "0302 0030 3003 0000", "--hardware", "spikesim-64"
+    )
+    text = "\n".join(lines)
+    assert not re.search(r"[{}\[\]]", text)  # no Python dicts or lists
+    assert not re.search(r"\d\.\d{5,}", text.split("\nlayer ")[0])  # no 13-decimal floats
+    assert row(lines, "  total") == f"{info['parameters']:,}" == "53,114"  # not "0.05 M"
+    parts = info["parameters_by_part"]
+    assert row(lines, "  cell 2") == f"{parts['cells'][1]:,}"
+    assert row(lines, "valid") == "yes"
+    assert row(lines, "input") == "1 x 28 x 28 images, 10 classes"
+    assert row(lines, "  area").startswith(f"{info['area_mm2']:.4g} mm²")
+    assert row(lines, "  energy") == f"{info['energy_uj']:.4g} µJ"
+    assert row(lines, "memory") == (
+        f"{info['memory_bits']:,} bits at 32-bit weights = {info['memory_bits'] / 8e6:.4g} MB"
+    )
+    big, _ = describe_text(capsys, "--macro", "snasnet-cifar100", "--arch", "0302 0030 3003 0000")
+    assert row(big, "  total") == "20,624,500 (20.62 M)"
+    blocks, info = describe_text(
+        capsys, "--macro", "autosnn-16", "--arch", "SRB_k5,SRB_k5,skip,SRB_k3,SRB_k5"
+    )
+    assert row(blocks, "parameters") == f"{info['parameters']:,}" == "417,626"
+
+
+def test_describe_says_why_a_cell_is_invalid(capsys):
+    lines, info = describe_text(
+        capsys, "--macro", "light", "--arch", "0100 0000 0000 0000 / 0302 0030 3003 0000"
+    )
+    assert info["valid"] is False
+    assert row(lines, "valid") == "no: cell 1 has no path from its input to its output"
+    assert row(lines, "canonical form") == "0000 0000 0000 0000 / 0302 0030 3003 0000"
+
+
+def test_counts_read_in_the_singular_for_one():
+    from optuna_spikenas.wording import plural
+
+    assert plural(1, "epoch") == "1 epoch"
+    assert plural(0, "epoch") == "0 epochs"
+    assert plural(1200, "trial") == "1,200 trials"
+    assert plural(1, "class", "classes") == "1 class"
+    assert plural(2, "class", "classes") == "2 classes"
+
+
+def test_ctrl_c_while_the_super_network_trains_says_what_was_kept(tmp_path, capsys, monkeypatch):
+    """Stopped in its second epoch, the super-network keeps its first; the next run resumes."""
+    from optuna_spikenas import supernet
+
+    config = tmp_path / "autosnn.toml"
+    config.write_text(
+        'seed = 2\n[dataset]\nname = "digits"\n[space]\nmacro = "autosnn-16"\nwidths = [4]\n'
+        "[supernet]\nepochs = 2\ntimesteps = 2\nbatch_size = 32\nmax_train_batches = 2\n"
+        'eval_images = 32\ncheckpoint_dir = "ckpt"\n[search]\nsampler = "evolution"\n'
+        "n_trials = 2\n"
+    )
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    optuna.create_study(storage=url, study_name="a", direction="maximize")
+    argv = ["optimize", "--storage", url, "--study-name", "a", "--config", str(config)]
+    real, batches = supernet.augment_batch, []
+
+    def stop_in_epoch_two(images, kind, generator):
+        batches.append(kind)
+        if len(batches) == 3:  # 2 batches per epoch
+            raise KeyboardInterrupt
+        return real(images, kind, generator)
+
+    monkeypatch.setattr(supernet, "augment_batch", stop_in_epoch_two)
+    assert main(argv) == 130
+    (kept,) = (tmp_path / "ckpt").iterdir()
+    assert kept.name.endswith(".epoch.pt")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"optuna-spikenas: interrupted: super-network training stopped after epoch 1 of 2: kept "
+        f"in {kept}; the next run with the same settings resumes there"
+    )
+    assert optuna.load_study(study_name="a", storage=url).trials == []
+    monkeypatch.setattr(supernet, "augment_batch", real)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"resuming super-network training after epoch 1 of 2 from {kept}" in err
+    assert "supernet epoch 1/2" not in err and "supernet epoch 2/2" in err

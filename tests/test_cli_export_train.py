@@ -1,15 +1,18 @@
-"""From a search to a deployable network, as a user runs it: `export`, the exported
-`model.py`, then `train` on the exported architecture (and its errors, one line each)."""
+"""From a search to a deployable network, as a user runs it: `export` (of the best trial, or
+of the network a cell-by-cell search grew), the exported `model.py`, then `train` on the exported
+architecture (and its errors, one line each)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import create_trial
 
 BIN = Path(sys.executable).parent
 CONFIG = """
@@ -95,3 +98,99 @@ def test_bad_input_ends_in_one_line(searched, args, message):
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and message in done.stderr
     assert not (tmp / "x").exists()  # nothing half-written
+
+
+GROWN = """
+seed = 2
+[dataset]
+name = "digits"
+[space]
+macro = "light"
+num_cells = [2, 3]
+widths = [4]
+shared_cell = false
+[score]
+batch_size = 16
+repeats = 1
+timesteps = 2
+[budget]
+max_parameters = 5000
+[search]
+sampler = "cellbycell"
+"""
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory):
+    """A complete cell-by-cell search (test_cellbycell's tiny one) and what optimize printed."""
+    tmp = tmp_path_factory.mktemp("grown")
+    url = f"sqlite:///{tmp / 'grown.db'}"
+    config = tmp / "grown.toml"
+    config.write_text(GROWN)
+    assert run(BIN / "optuna", "create-study", "--storage", url, "--study-name", "g",
+               "--direction", "maximize").returncode == 0
+    done = run(BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", "g",
+               "--config", config, "--threads", "1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    return tmp, url, config, done.stdout
+
+
+def sampler_result(url: str, config: Path) -> optuna.trial.FrozenTrial:
+    """The grown network as the study's own sampler, built from the config, says it."""
+    from optuna_spikenas.config import load_config
+    from optuna_spikenas.objective import SpikeNASObjective
+    from optuna_spikenas.samplers import make_sampler
+
+    settings = load_config(config)
+    objective = SpikeNASObjective(settings)
+    sampler = make_sampler("cellbycell", settings.seed, space=objective.space,
+                           ops=settings.search.ops, fits_budget=objective.fits_budget)
+    study = optuna.load_study(study_name="g", storage=url)
+    assert sampler.is_complete(study)
+    return sampler.result(study)
+
+
+def test_export_takes_the_network_the_cell_by_cell_search_grew(grown):
+    tmp, url, config, _ = grown
+    final = sampler_result(url, config)
+    trials = optuna.load_study(study_name="g", storage=url).trials
+    assert final.params["num_cells"] == max(t.params["num_cells"] for t in trials) == 3
+    out = tmp / "grown-network"
+    exported = run(BIN / "optuna-spikenas", "export", "--storage", url, "--study-name", "g",
+                   "--out", out)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.splitlines()[0] == (
+        f"trial {final.number} exported to {out} "
+        "(the network the cell-by-cell search grew: 3 cells)"
+    )
+    document = json.loads((out / "architecture.json").read_text())
+    assert document["architecture"] == final.user_attrs["architecture"]
+    assert document["input"]["dataset"] == "digits"
+
+
+def test_the_summary_prints_the_grown_network_once(grown):
+    """In this search the grown network is also the best-scoring trial: printed once, and the
+    cell-by-cell lines point at it."""
+    _, url, config, printed = grown
+    final = sampler_result(url, config)
+    assert f"best trial {final.number}: score" in printed
+    assert printed.count(final.user_attrs["architecture"]) == 1
+    assert printed.count(f"{final.user_attrs['parameters']:,}") == 1
+    assert f"  grown network: trial {final.number}, the best trial above\n" in printed
+
+
+def test_a_better_score_outside_the_search_does_not_change_what_is_exported(grown, tmp_path):
+    """The export follows the search, not the study's best value: a trial added by hand that
+    scores higher than the grown network is not exported."""
+    tmp, url, config, _ = grown
+    final = sampler_result(url, config)
+    shutil.copyfile(tmp / "grown.db", tmp_path / "copy.db")
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    study = optuna.load_study(study_name="g", storage=copy)
+    study.add_trial(create_trial(value=final.value + 1.0, user_attrs=dict(final.user_attrs)))
+    assert study.best_trial.number != final.number
+    out = tmp_path / "out"
+    exported = run(BIN / "optuna-spikenas", "export", "--storage", copy, "--study-name", "g",
+                   "--out", out, "--config", config)  # no artifacts beside the copy: rebuilt
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith(f"trial {final.number} exported to {out} (the network")

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from pathlib import Path
 
 import optuna
 import pytest
 
 from optuna_spikenas.cli import main
-from optuna_spikenas.compare import DONE_ATTR, ComparisonPlan
-from optuna_spikenas.config import ConfigError, config_from_dict
+from optuna_spikenas.compare import DONE_ATTR, ComparisonPlan, nsga2_population
+from optuna_spikenas.config import ConfigError, config_from_dict, load_config
+from optuna_spikenas.sampler_catalog import TPE_STARTUP_TRIALS
+from optuna_spikenas.samplers import make_sampler
+from optuna_spikenas.search_extent import NSGA2_GENERATION_KEY, search_extent
+from optuna_spikenas.space import CONV3X3, SearchSpace, suggest_architecture
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COMPARE_TOML = """
 seed = 1
@@ -91,14 +100,70 @@ def test_a_rerun_reuses_finished_runs_and_restarts_unfinished_ones(compared):
 
 def test_quick_mode_runs_fewer_seeds_and_trials(tmp_path, one_thread):
     config = tmp_path / "compare.toml"
-    config.write_text(COMPARE_TOML)
+    config.write_text(COMPARE_TOML.replace('"tpe", "random"', '"tpe", "nsga2", "random"'))
     out = tmp_path / "quick"
     assert main(["compare", "--config", str(config), "--quick", "--out", str(out), "--quiet",
                  "--no-artifacts", "--no-png"]) == 0
     studies = studies_of(f"sqlite:///{out / 'compare.db'}")
-    assert set(studies) == {f"compare-quick-{s}-seed3" for s in ("cellbycell", "tpe", "random")}
+    samplers = ("cellbycell", "tpe", "nsga2", "random")
+    assert set(studies) == {f"compare-quick-{s}-seed3" for s in samplers}
     assert all(len(s.get_trials()) <= 3 for s in studies.values())
     assert not (out / "compare-artifacts").exists() and not list(out.glob("*.png"))
+    # 3 trials: NSGA-II's population is 2 (two generations run), TPE never leaves its start-up
+    nsga2 = studies["compare-quick-nsga2-seed3"]
+    assert {t.system_attrs[NSGA2_GENERATION_KEY] for t in nsga2.get_trials()} == {0, 1}
+    assert nsga2.user_attrs[DONE_ATTR] == "3 trials, population 2"
+    report = json.loads((out / "report.json").read_text())
+    assert "population_size=2," in report["sampler_settings"]["nsga2"]
+    assert any(
+        "NSGA-II's population is 2 (sized so that 3 trials run 2 generations)" in note
+        for note in report["notes"]
+    )
+    runs = {r["sampler"]: r for r in report["runs"]}
+    assert runs["tpe"]["cut_short"] and runs["tpe"]["search"] == (
+        f"3 of its {TPE_STARTUP_TRIALS} random start-up trials only"
+    )
+    assert not runs["nsga2"]["cut_short"] and not runs["random"]["cut_short"]
+    # cellbycell's one phase has more in-budget candidates than 3 trials score
+    scored = re.fullmatch(r"phase 2: 3 of (\d+) candidates scored", runs["cellbycell"]["search"])
+    assert scored and int(scored[1]) > 3 and runs["cellbycell"]["cut_short"]
+    found = report["findings"]
+    assert any(f.startswith("Cut short by the budget: tpe (seed 3: ") for f in found)
+    assert any(f.startswith("Cut short by the budget: cellbycell (seed 3: ") for f in found)
+    assert "only equal values tie" in found[0]  # one seed: no spread over seeds is known
+
+
+@pytest.mark.parametrize(
+    "n_trials, population",
+    [(None, 20), (100, 20), (60, 20), (59, 19), (24, 8), (16, 5), (6, 2), (5, 2), (1, 2)],
+)
+def test_nsga2_population_lets_three_generations_run_in_a_small_budget(n_trials, population):
+    assert nsga2_population(n_trials) == population
+    if n_trials is not None and n_trials >= 6:
+        assert n_trials // population >= 3
+
+
+def toy_score(trial: optuna.Trial) -> float:
+    """No network: the number of conv3x3 edges of a 2-cell architecture."""
+    arch = suggest_architecture(trial, SearchSpace(num_cells=(2,), shared_cell=False))
+    return float(sum(cell.pruned().count_ops().get(CONV3X3, 0) for cell in arch.cells))
+
+
+def test_the_shipped_quick_plan_lets_every_optuna_sampler_be_itself():
+    config = load_config(ROOT / "studies" / "compare_baselines.toml")
+    quick = ComparisonPlan.from_config(config, quick=True)
+    assert quick.n_trials is not None and quick.n_trials > TPE_STARTUP_TRIALS
+    assert quick.n_trials // quick.nsga2_population >= 3
+    assert ComparisonPlan.from_config(config).nsga2_population == 20  # the full run: as before
+    studies = {}
+    for name in ("nsga2", "tpe"):
+        sampler = make_sampler(name, 0, population_size=quick.nsga2_population)
+        studies[name] = optuna.create_study(direction="maximize", sampler=sampler)
+        studies[name].optimize(toy_score, n_trials=quick.n_trials)
+        extent = search_extent(sampler, studies[name])
+        assert not extent.cut_short, extent.detail
+    generations = {t.system_attrs[NSGA2_GENERATION_KEY] for t in studies["nsga2"].trials}
+    assert len(generations) == math.ceil(quick.n_trials / quick.nsga2_population) >= 3
 
 
 def plan(**compare):

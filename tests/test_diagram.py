@@ -9,7 +9,13 @@ from collections import Counter
 import pytest
 
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, POOL_AFTER, AutoSNNArchitecture
-from optuna_spikenas.diagram import UNUSED, autosnn_diagram_svg, cell_diagram_svg
+from optuna_spikenas.diagram import (
+    UNUSED,
+    autosnn_diagram_svg,
+    autosnn_thumbnail_svg,
+    cell_diagram_svg,
+    cell_thumbnail_svg,
+)
 from optuna_spikenas.space import OPS, Architecture
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -224,3 +230,62 @@ def test_autosnn_caption_escaped_and_inside_view_box() -> None:
     assert "conv1x1 projection" in texts(groups(root, "block")[1])[1]  # 64 -> 128 channels
     assert_inside(svg)
     assert_inside(autosnn_diagram_svg(arch, AUTOSNN_MACROS["autosnn-16"], ["x" * 150]))
+
+
+# --- thumbnails: optuna-dashboard's artifact card --------------------------------------------
+
+CARD = (200, 150)  # optuna-dashboard 0.21's artifact card: the image is fitted into this box
+SHORT = {"skip": "skip", "conv1x1": "1×1", "conv3x3": "3×3", "avgpool3x3": "pool"}
+
+
+def card_scale(root: ET.Element) -> float:
+    """How much the card shrinks the image (object-fit: contain)."""
+    return min(CARD[0] / float(root.get("width")), CARD[1] / float(root.get("height")))
+
+
+def smallest_text_on_card(root: ET.Element) -> float:
+    """The smallest font size of the image, in px, once fitted into the card."""
+    return card_scale(root) * min(float(t.get("font-size")) for t in root.iter(f"{SVG}text"))
+
+
+@pytest.mark.parametrize(("text", "num_cells"), ARCHS)
+def test_cell_thumbnail_is_4_3_inside_its_box_and_labels_every_edge(text, num_cells) -> None:
+    arch = Architecture.parse(text, num_cells, 16)
+    svg = cell_thumbnail_svg(arch)
+    assert_inside(svg)
+    root = parse(svg)
+    width, height = float(root.get("width")), float(root.get("height"))
+    assert width / height == pytest.approx(4 / 3, abs=0.01)  # the card is filled, not letterboxed
+    cells = groups(root, "cell")
+    assert len(cells) == len(dict.fromkeys(arch.cells))  # a panel per distinct cell
+    for group, cell in zip(cells, dict.fromkeys(arch.cells), strict=True):
+        expected = Counter(
+            SHORT[label.removesuffix(" (t+1)")] for label in expected_labels(str(cell)).elements()
+        )
+        assert edge_labels(group) == expected
+        for edge in groups(group, "edge"):  # the full name stays in the edge's tooltip
+            (path,) = edge.iter(f"{SVG}path")
+            backward = edge.findtext(f"{SVG}title").startswith("backward")
+            assert (path.get("stroke-dasharray") is not None) == backward
+
+
+def test_cell_thumbnail_text_is_readable_on_the_card_and_the_full_diagram_is_not() -> None:
+    """The reason for the thumbnail: fitted into the 200 x 150 card, the full diagram's text is
+    about 3 px high, the thumbnail's 12 px when one cell is shared by all."""
+    arch = Architecture.parse(f"{SNASNET} / {SNASNET}", 2, 16)
+    assert smallest_text_on_card(parse(cell_thumbnail_svg(arch))) >= 11.5
+    assert smallest_text_on_card(parse(cell_diagram_svg(arch, ["study s, trial 3"]))) < 4
+    two = Architecture.parse(f"{SNASNET} / {OTHER}", 2, 16)  # two panels: smaller, still legible
+    assert smallest_text_on_card(parse(cell_thumbnail_svg(two))) >= 7
+
+
+def test_autosnn_thumbnail_has_a_box_per_block_readable_on_the_card() -> None:
+    arch = AutoSNNArchitecture.parse("SRB_k5,SRB_k5,skip,SRB_k3,SCB_k5")
+    svg = autosnn_thumbnail_svg(arch)
+    assert_inside(svg)
+    root = parse(svg)
+    blocks = groups(root, "block")
+    assert [texts(b) for b in blocks] == [[f"{k}: {b}"] for k, b in enumerate(arch.blocks, 1)]
+    assert smallest_text_on_card(root) >= 11.5
+    dashed = [b for b in blocks if next(b.iter(f"{SVG}rect")).get("stroke-dasharray")]
+    assert [texts(b) for b in dashed] == [["3: skip"]]

@@ -10,6 +10,7 @@ from collections import Counter
 
 import optuna
 import pytest
+from optuna.study import StudyDirection
 
 from optuna_spikenas.autosnn_space import BLOCKS
 from optuna_spikenas.samplers.evolution import (
@@ -26,7 +27,9 @@ from optuna_spikenas.samplers.evolution import (
     RANDOM,
     EvolutionarySampler,
     cell_search_space,
+    fittest_trial,
 )
+from optuna_spikenas.samplers.result_mark import RESULT_ATTR
 from optuna_spikenas.space import OPS, SearchSpace, architecture_params, suggest_architecture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -436,3 +439,46 @@ def test_workers_with_their_own_study_objects_on_sqlite(tmp_path):
     assert not errors and not any(thread.is_alive() for thread in threads)
     study = optuna.load_study(study_name="s", storage=url)
     check_parallel_run(EvolutionarySampler(**config), study, 3)
+
+
+# --- the search's result: marked on the trials and the study, read from the trials alone -------
+
+
+def fittest_by_hand(trials):
+    """The highest value among the search's complete trials, the earliest among equals."""
+    searched = [t for t in trials if t.state == Done.COMPLETE and GENERATION_KEY in t.system_attrs]
+    return max(searched, key=lambda t: (t.value, -t.number))
+
+
+def test_each_trial_marks_the_fittest_so_far_and_the_study_the_result():
+    sampler = EvolutionarySampler(seed=3, population_size=6, num_parents=3, generations=4)
+    study = run(sampler)  # one worker: each trial ends after the ones numbered before it
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        so_far = fittest_by_hand([t for t in trials if t.number <= trial.number])
+        assert trial.user_attrs[RESULT_ATTR] == so_far.number
+    result = sampler.best_trials(study, 1)[0]
+    assert result.number == fittest_by_hand(trials).number
+    assert fittest_trial(trials, StudyDirection.MAXIMIZE).number == result.number
+    assert study.user_attrs[RESULT_ATTR] == result.number
+
+
+def test_minimizing_the_fittest_is_the_lowest():
+    sampler = EvolutionarySampler(seed=2, population_size=4, num_parents=2, generations=2)
+    study = run(sampler, direction="minimize")
+    trials = study.get_trials(deepcopy=False)
+    lowest = min((t for t in trials if t.state == Done.COMPLETE), key=lambda t: (t.value, t.number))
+    assert fittest_trial(trials, StudyDirection.MINIMIZE).number == lowest.number
+    assert study.user_attrs[RESULT_ATTR] == sampler.best_trials(study, 1)[0].number == lowest.number
+
+
+def test_workers_sharing_a_study_mark_the_same_result():
+    sampler = EvolutionarySampler(seed=0, population_size=8, num_parents=4, generations=5)
+    study = run(sampler, slow_matches, n_jobs=4)
+    trials = study.get_trials(deepcopy=False)
+    result = sampler.best_trials(study, 1)[0]
+    assert result.number == fittest_by_hand(trials).number
+    assert fittest_trial(trials, StudyDirection.MAXIMIZE).number == result.number
+    assert study.user_attrs[RESULT_ATTR] == result.number
+    marks = {t.user_attrs[RESULT_ATTR] for t in trials}  # every trial names a fit candidate
+    assert all(study.trials[n].value <= result.value for n in marks) and result.number in marks

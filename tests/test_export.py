@@ -1,8 +1,10 @@
-"""optuna-spikenas export: the trial it picks, architecture.json, a standalone model.py that
-computes exactly what the package's network computes, NIR, and the errors."""
+"""optuna-spikenas export: the trial it picks, architecture.json with the input contract, a
+standalone model.py that computes exactly what the package's network computes and prepares raw
+data exactly as the package's pipeline does, NIR, and the errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -12,17 +14,31 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
 from optuna.trial import TrialState, create_trial
 from spikingjelly.activation_based import functional, neuron
+from test_event_datasets import make_gesture
+from test_image_datasets import write_cifar
 from torch import nn
 
-from optuna_spikenas.architecture_file import architecture_record, read_architecture
+from optuna_spikenas import data
+from optuna_spikenas.architecture_file import (
+    architecture_record,
+    read_architecture,
+    read_input_contract,
+)
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, PAPER_CIFAR10_ARCH, AutoSNNArchitecture
 from optuna_spikenas.config import config_from_dict
 from optuna_spikenas.dashboard import TrialArtifacts, artifact_dir_for, open_artifact_store
+from optuna_spikenas.event_datasets import (
+    DVS_GESTURE_CLASSES,
+    events_to_frames,
+    load_event_dataset,
+    read_gesture_npy,
+)
 from optuna_spikenas.export import (
     ExportError,
     best_feasible_trial,
@@ -30,9 +46,13 @@ from optuna_spikenas.export import (
     export_trial,
     write_model_py,
 )
+from optuna_spikenas.image_datasets import CIFAR10_CLASSES
 from optuna_spikenas.macros import get_macro
 from optuna_spikenas.objective import SpikeNASObjective
+from optuna_spikenas.samplers.evolution import EvolutionarySampler
+from optuna_spikenas.samplers.result_mark import RESULT_ATTR
 from optuna_spikenas.space import Architecture
+from optuna_spikenas.study_setup import study_dataset
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -235,6 +255,8 @@ CASES = {
 # input, save what came out; then run model.py as a script. One process for all cases.
 STANDALONE_CHECK = """\
 import json
+
+import numpy as np
 import os
 import torch
 for case in json.load(open("cases.json")):
@@ -298,10 +320,13 @@ def test_model_py_computes_what_the_package_computes(case, standalone):
 def test_model_py_is_clean_code(standalone):
     """No undefined or unused names, sorted imports, formatted: ruff as the package uses it."""
     root, _, _ = standalone
+    assert_clean_code(root, [f"{case}/model.py" for case in CASES])
+
+
+def assert_clean_code(root: Path, files: list[str]) -> None:
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
     if ruff is None:
         pytest.skip("ruff is not installed")
-    files = [f"{case}/model.py" for case in CASES]
     options = ["--isolated", "--no-cache", "--line-length", "100"]
     lint = [ruff, "check", *options, "--select", "E,F,W,I,B,UP", *files]
     checked = subprocess.run(lint, cwd=root, capture_output=True, text=True)
@@ -318,3 +343,260 @@ def test_nir_without_the_extra_says_how_to_install_it(searched, tmp_path, monkey
     with pytest.raises(ExportError, match=r"pip install 'optuna-spikenas\[nir\]'"):
         export_trial(storage, "s", tmp_path / "out", nir=True)
     assert not (tmp_path / "out").exists()
+
+
+# --- the input contract: model.py's preprocess() is the package's data pipeline --------------
+
+needs_tonic = pytest.mark.skipif(
+    importlib.util.find_spec("tonic") is None, reason="event datasets need tonic"
+)
+PIPELINE_CASES = ["digits", "animal-mnist", "cifar10", pytest.param("dvs128", marks=needs_tonic)]
+
+# In each case's folder: model.py's preprocess() on the raw samples, and its network (with the
+# case's weights.pt) on the first two prepared samples; an "old" case whose document predates the
+# contract.
+PREPROCESS_CHECK = """\
+import json
+
+import numpy as np
+import torch
+results = {}
+for case in json.load(open("cases.json")):
+    model = runpy.run_path(f"{case}/model.py")
+    raw = torch.load(f"{case}/raw.pt", weights_only=True)
+    try:
+        prepared = model["preprocess"](raw)
+    except ValueError as error:
+        results[case] = {"error": str(error)}
+        continue
+    with torch.no_grad():
+        out = model["build_model"](f"{case}/weights.pt").eval()(prepared[:2])
+    torch.save({"prepared": prepared, "out": out}, f"{case}/prepared.pt")
+    results[case] = {"classes": model["CLASSES"], "dtype": str(prepared.dtype)}
+json.dump(results, open("results.json", "w"))
+"""
+
+
+def raw_test_split(name: str, seed: int) -> torch.Tensor:
+    """The raw pixels of a built-in dataset's test split, as stored (uint8 [N, H, W])."""
+    images, labels, _ = data._load_raw(name)
+    _, _, test = data._split_indices(labels, seed, 0.1, 0.1)  # the pipeline's own split
+    return torch.from_numpy(images[test].copy())
+
+
+def pipeline_cases(root: Path) -> dict[str, tuple[torch.Tensor, data.Dataset, list[str]]]:
+    """Per case: raw samples (in a layout preprocess() must accept), the dataset the package's
+    pipeline made of them (whose test split they are) and its known class names."""
+    digits = data.load_dataset("digits", seed=3)
+    animals = data.load_dataset("animal-mnist", seed=5)
+    folder, written = write_cifar(root / "cifar", "cifar10", "python")
+    cifar = data.load_dataset("cifar10", seed=0, val_fraction=0.2, path=folder)
+    cases = {
+        "digits": (raw_test_split("digits", 3), digits, [str(d) for d in range(10)]),
+        "animal-mnist": (  # with its channel axis
+            raw_test_split("animal-mnist", 5)[:, None],
+            animals,
+            list(data.ANIMAL_MNIST_CLASSES),
+        ),
+        "cifar10": (  # channels last, as images usually come
+            torch.from_numpy(written["test_x"].reshape(-1, 3, 32, 32)).permute(0, 2, 3, 1),
+            cifar,
+            list(CIFAR10_CLASSES),
+        ),
+    }
+    if importlib.util.find_spec("tonic") is not None:
+        make_gesture(root / "DVSGesture")
+        gesture = load_event_dataset("dvs128-gesture", root, 4, seed=0, val_fraction=0.25)
+        files = sorted((root / "DVSGesture" / "ibmGestureTest").glob("*/*.npy"))  # its order
+        counts = [events_to_frames(read_gesture_npy(f), 4, 64) for f in files]
+        raw = torch.from_numpy(np.stack(counts).astype(np.int64))
+        cases["dvs128"] = (raw, gesture, list(DVS_GESTURE_CLASSES))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory, one_thread):
+    """Per case: what the package's pipeline and network gave, and what model.py computed from
+    the raw samples in a process that cannot import optuna_spikenas."""
+    root = tmp_path_factory.mktemp("preprocess")
+    arch = Architecture.parse("0302 0030 3003 0000", 2, 4)
+    expected = {}
+    for case, (raw, dataset, classes) in pipeline_cases(root).items():
+        folder = root / case
+        folder.mkdir(exist_ok=True)
+        timesteps = 4 if case == "dvs128" else 2
+        macro = get_macro("light").for_data(
+            dataset.in_channels, dataset.image_size, dataset.num_classes
+        )
+        document = architecture_record(
+            arch, macro, timesteps, input_contract=dataset.input_contract
+        )
+        write_model_py(document, folder)
+        torch.save(raw, folder / "raw.pt")
+        network = build_from_document(document, seed=7)
+        randomize_state(network)  # spikes reach the output
+        torch.save(network.state_dict(), folder / "weights.pt")
+        with torch.no_grad():
+            out = network.eval()(dataset.test.images[:2])
+        expected[case] = (dataset.test.images, out, classes, document)
+    old = architecture_record(arch, get_macro("light").for_data(1, 8, 10), 2)
+    old.pop("input")
+    old["version"] = 1  # a document written before the input contract
+    (root / "old").mkdir()
+    write_model_py(old, root / "old")
+    torch.save(torch.zeros(1, 8, 8, dtype=torch.uint8), root / "old" / "raw.pt")
+    (root / "cases.json").write_text(json.dumps([*expected, "old"]))
+    run_standalone(root, PREPROCESS_CHECK)
+    return root, expected, json.loads((root / "results.json").read_text())
+
+
+@pytest.mark.parametrize("case", PIPELINE_CASES)
+def test_preprocess_in_model_py_reproduces_the_package_pipeline(case, preprocessed):
+    root, expected, results = preprocessed
+    images, out, classes, document = expected[case]
+    standalone = torch.load(root / case / "prepared.pt", weights_only=True)
+    prepared = standalone["prepared"]
+    assert results[case] == {"classes": classes, "dtype": "torch.float32"}
+    assert document["input"]["classes"] == classes
+    assert prepared.shape == images.shape and images.std() > 0
+    if case == "dvs128":  # NumPy's float32 log1p (the pipeline) and PyTorch's differ in the
+        # last bit for some counts; the counts themselves agree
+        torch.testing.assert_close(prepared, images, rtol=2.5e-7, atol=0)
+        assert torch.equal(
+            torch.expm1(prepared.double()).round(), torch.expm1(images.double()).round()
+        )
+        return
+    assert torch.equal(prepared, images)  # to the last bit
+    assert torch.equal(standalone["out"], out)  # and the network computes the same from them
+    assert out.std() > 0
+
+
+def test_the_contract_records_the_normalisation_the_pipeline_used(preprocessed):
+    """The numbers in architecture.json are the train split's own statistics (digits,
+    animal-mnist) or SNASNet's constants (CIFAR), computed here independently."""
+    _, expected, _ = preprocessed
+    images, labels, _ = data._load_raw("digits")
+    train, _, _ = data._split_indices(labels, 3, 0.1, 0.1)
+    pixels = images[train].astype(np.float64) / 16.0
+    digits = expected["digits"][3]["input"]
+    assert digits["normalise"]["mean"] == [float(pixels.mean())]
+    assert digits["normalise"]["std"] == [float(pixels.std())]
+    assert digits["normalise"]["scale"] == 16.0 and digits["raw"]["max"] == 16
+    assert digits["normalise"]["split"] == {
+        "train_images": len(train),
+        "seed": 3,
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+    }
+    assert (digits["shape"], digits["timesteps"], digits["encoding"]) == ([1, 8, 8], 2, "direct")
+    cifar = expected["cifar10"][3]["input"]
+    assert (cifar["normalise"]["mean"], cifar["normalise"]["std"]) == (
+        [0.4913, 0.4821, 0.4465],
+        [0.2470, 0.2434, 0.2615],
+    )
+    assert cifar["normalise"]["precision"] == "float32" and cifar["raw"]["max"] == 255
+
+
+def test_model_py_with_or_without_an_input_contract_is_clean_code(preprocessed):
+    root, expected, _ = preprocessed
+    assert_clean_code(root, [f"{case}/model.py" for case in [*expected, "old"]])
+
+
+def test_model_py_without_an_input_contract_says_why(preprocessed):
+    _, _, results = preprocessed
+    assert "records no input contract" in results["old"]["error"]
+    assert "--config" in results["old"]["error"]
+
+
+def test_an_artifact_that_predates_the_input_contract(tmp_path):
+    """A trial whose architecture.json artifact was written before the contract: exported as it
+    is, with a note; with --config the contract comes from the config's data."""
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_artifact_store(artifact_dir_for(storage))
+    study = optuna.create_study(storage=storage, study_name="old", direction="maximize")
+    arch = Architecture.parse("0302 0030 3003 0000", 2, 4)
+    old = architecture_record(arch, get_macro("light").for_data(1, 8, 10), 2)
+    old.pop("input")
+    old["version"] = 1
+    (tmp_path / "architecture.json").write_text(json.dumps(old))
+    trial = study.ask()
+    optuna.artifacts.upload_artifact(
+        artifact_store=store, file_path=str(tmp_path / "architecture.json"), study_or_trial=trial
+    )
+    for key, value in {"architecture": str(arch), "feasible": True}.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, 1.0)
+
+    plain = export_trial(storage, "old", tmp_path / "plain")
+    assert "version 1 documents predate it" in plain.input_problem
+    assert json.loads(plain.architecture_json.read_text()) == old
+
+    config = small_config()
+    given = export_trial(storage, "old", tmp_path / "given", config=config)
+    document = json.loads(given.architecture_json.read_text())
+    assert given.input_problem is None and document["version"] == 2
+    assert read_input_contract(document) == study_dataset(config).input_contract.as_dict(2)
+    assert {k: v for k, v in document.items() if k not in ("input", "version")} == {
+        k: v for k, v in old.items() if k != "version"
+    }
+
+
+def test_a_damaged_input_contract_is_refused(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'damaged.db'}"
+    study = optuna.create_study(storage=storage, study_name="d", direction="maximize")
+    arch = Architecture.parse("0302 0030 3003 0000", 2, 4)
+    contract = data.load_dataset("digits", seed=3).input_contract
+    document = architecture_record(arch, get_macro("light").for_data(1, 8, 10), 2)
+    document["input"] = dict(contract.as_dict(2), shape=[1, 8])
+    (tmp_path / "architecture.json").write_text(json.dumps(document))
+    trial = study.ask()
+    store = open_artifact_store(artifact_dir_for(storage))
+    optuna.artifacts.upload_artifact(
+        artifact_store=store, file_path=str(tmp_path / "architecture.json"), study_or_trial=trial
+    )
+    trial.set_user_attr("feasible", True)
+    study.tell(trial, 1.0)
+    with pytest.raises(ExportError, match="artifact of trial 0: input contract: shape must be"):
+        export_trial(storage, "d", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_other_than_the_trials_is_refused(searched, tmp_path):
+    storage, _, _ = searched
+    other = replace(small_config(), seed=4)  # another split: other train-split statistics
+    with pytest.raises(ExportError, match=r"--config is not the config trial \d+ was made with"):
+        export_trial(storage, "s", tmp_path / "out", config=other)
+    assert not (tmp_path / "out").exists()
+
+
+# --- which trial: the search's own result ------------------------------------------------------
+
+
+def test_an_evolutionary_search_exports_its_fittest_candidate(tmp_path, one_thread):
+    """Not the best-scoring trial of the study: a trial the search did not make (added by hand,
+    scoring higher) is not its result."""
+    storage = f"sqlite:///{tmp_path / 'evolution.db'}"
+    config = small_config()
+    objective = SpikeNASObjective(config)
+    sampler = EvolutionarySampler.for_cell_space(
+        objective.space, population_size=4, num_parents=2, generations=3, seed=0
+    )
+    study = optuna.create_study(
+        storage=storage, study_name="evo", direction="maximize", sampler=sampler
+    )
+    study.optimize(objective)  # stops by itself after 3 generations of 4
+    fittest = sampler.best_trials(study, 1)[0]
+    assert study.user_attrs[RESULT_ATTR] == fittest.number
+    outsider = dict(fittest.user_attrs, feasible=True)
+    study.add_trial(create_trial(value=fittest.value + 1.0, user_attrs=outsider))
+
+    result = export_trial(storage, "evo", tmp_path / "out", config=config)
+    assert result.trial_number == fittest.number != study.best_trial.number
+    assert (
+        result.why
+        == "the fittest candidate of the evolutionary search: 12 evaluated over 3 generations"
+    )
+    document = json.loads(result.architecture_json.read_text())
+    assert document["architecture"] == fittest.user_attrs["architecture"]
+    asked = export_trial(storage, "evo", tmp_path / "asked", trial_number=12, config=config)
+    assert (asked.trial_number, asked.why) == (12, "as asked")

@@ -23,6 +23,7 @@ from optuna_spikenas import data, final_training
 from optuna_spikenas import train as train_module
 from optuna_spikenas.architecture_file import architecture_record
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS, AutoSNNArchitecture, autosnn_parameters
+from optuna_spikenas.cli import main
 from optuna_spikenas.config import Config, config_from_dict
 from optuna_spikenas.final_training import (
     CHECKPOINT,
@@ -30,6 +31,7 @@ from optuna_spikenas.final_training import (
     TrainingError,
     train_final,
 )
+from optuna_spikenas.interrupts import Terminated
 from optuna_spikenas.macros import get_macro
 from optuna_spikenas.quantize import quantize_weights
 from optuna_spikenas.snn.network import build_network
@@ -382,3 +384,92 @@ def test_augmentation_is_applied_and_resumed_exactly(
     assert result_of(tmp_path / "whole")["dataset"]["augmentation"] == "crop-flip"
     plain, crop_flip = saved_weights(reference), saved_weights(tmp_path / "whole")
     assert any(not torch.equal(plain[name], crop_flip[name]) for name in plain)  # it mattered
+
+
+# 4. What an interruption says ---------------------------------------------------------------
+
+
+REAL_COSINE_LR = train_module.cosine_lr
+
+
+def stop_at_step(step: int, kind: type[KeyboardInterrupt] = KeyboardInterrupt):
+    """A ``cosine_lr`` that stops the run (Ctrl-C, or ``kind``) at optimizer step ``step``."""
+
+    def cosine_lr(at: int, total_steps: int, lr: float, min_lr: float) -> float:
+        if at == step:
+            raise kind
+        return REAL_COSINE_LR(at, total_steps, lr, min_lr)
+
+    return cosine_lr
+
+
+def test_a_stop_in_the_first_epoch_says_nothing_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train_module, "cosine_lr", stop_at_step(1))  # the second batch
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run(LIGHT_DOC, tmp_path)
+    assert str(stop.value) == "no epoch finished, nothing saved"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_later_says_which_epoch_is_saved(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run(LIGHT_DOC, tmp_path, log=interrupt_after_first_epoch([]))
+    assert str(stop.value) == (
+        f"1 of 3 epochs finished, saved in {tmp_path / CHECKPOINT}; run the same command again "
+        "to resume after epoch 1"
+    )
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["epoch"] == 1
+
+
+def test_a_stop_before_training_keeps_an_earlier_checkpoint_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        run(LIGHT_DOC, tmp_path, log=interrupt_after_first_epoch([]))
+    earlier = (tmp_path / CHECKPOINT).read_bytes()
+
+    def stopped_while_loading(config: Config) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(final_training, "study_dataset", stopped_while_loading)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run(LIGHT_DOC, tmp_path)
+    assert str(stop.value) == (
+        f"nothing trained yet; {tmp_path / CHECKPOINT} of an earlier run is kept as it was"
+    )
+    assert (tmp_path / CHECKPOINT).read_bytes() == earlier
+
+
+@pytest.mark.parametrize(
+    "kind, status, word", [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")]
+)
+def test_train_command_says_when_no_epoch_finished(
+    kind: type[KeyboardInterrupt],
+    status: int,
+    word: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arch_json, config = tmp_path / "architecture.json", tmp_path / "digits.toml"
+    arch_json.write_text(json.dumps(LIGHT_DOC))
+    config.write_text(
+        'seed = 0\n[dataset]\nname = "digits"\n[train]\nepochs = 3\nbatch_size = 32\n'
+        'optimizer = "adam"\nlr = 0.03\nmax_train_batches = 3\n'
+    )
+    monkeypatch.setattr(train_module, "cosine_lr", stop_at_step(1, kind))
+    out = tmp_path / "trained"
+    argv = ["train", "--arch-json", str(arch_json), "--config", str(config), "--out", str(out)]
+    assert main([*argv, "--device", "cpu", "--quiet"]) == status
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{word}: no epoch finished, nothing saved"
+    ]
+    assert not (out / CHECKPOINT).exists()
+    monkeypatch.setattr(train_module, "cosine_lr", stop_at_step(4, kind))  # in epoch 2
+    assert main([*argv, "--device", "cpu", "--quiet"]) == status
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"{word}: 1 of 3 epochs finished, saved in {out / CHECKPOINT}; run the same command "
+        "again to resume after epoch 1"
+    )

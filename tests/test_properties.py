@@ -34,6 +34,7 @@ from optuna_spikenas.config import (
     ConfigError,
     config_from_dict,
     load_config,
+    resolve_paths,
     validate_compare,
 )
 from optuna_spikenas.data import DATASET_NAMES
@@ -415,6 +416,7 @@ def as_dict(config: Config) -> dict[str, Any]:
     return {
         key: {k: plain(v) for k, v in value.items()} if isinstance(value, dict) else value
         for key, value in raw.items()
+        if key != "base_dir"  # where the paths were resolved, not a key of the file
     }
 
 
@@ -435,7 +437,8 @@ def test_random_config_loads_or_raises_a_config_error(raw, config_dir):
     assert isinstance(config, Config)
     path = config_dir / "config.toml"
     path.write_text(toml_text(as_dict(config)), encoding="utf-8")
-    assert load_config(path) == config  # valid again, and the same, from its own TOML
+    # valid again, and the same from its own TOML, its paths now relative to the file
+    assert load_config(path) == resolve_paths(config, config_dir)
     assert config_from_dict(tomllib.loads(toml_text(raw))) == config
     try:
         assert validate_compare(config) == config

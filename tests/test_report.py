@@ -14,14 +14,10 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas import browser
-from optuna_spikenas.report import (
-    Run,
-    TrialPoint,
-    load_run,
-    pareto_front,
-    summarize,
-    write_report,
-)
+from optuna_spikenas.comparison_runs import Run, TrialPoint, load_run
+from optuna_spikenas.report import summarize, write_report
+from optuna_spikenas.report_figures import comparison_figures, pareto_front
+from optuna_spikenas.search_extent import SearchExtent
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 T0 = datetime(2025, 1, 1, 12, 0, 0)
@@ -230,8 +226,13 @@ def test_json_numbers_match_independent_statistics(report):
     assert none["best_values"] == [None] and none["best_mean"] is None
     assert none["seeds_without_feasible"] == 1 and none["feasible_fraction_mean"] == 0
     assert none["seconds_to_best_mean"] is None
-    assert data["highest_mean_best"] == "cellbycell"
-    assert [row["highest_mean_best"] for row in data["samplers"]] == [True, False, False]
+    # cellbycell's mean best is the highest, but tpe's lies within tpe's std of it: a tie
+    assert ours["best_mean"] - tpe["best_mean"] <= statistics.stdev([2.5, 1.0])
+    assert data["highest_mean_best"] is None
+    assert data["tied_for_highest"] == ["cellbycell", "tpe"]
+    assert [row["highest_mean_best"] for row in data["samplers"]] == [False, False, False]
+    assert [row["tied_for_highest"] for row in data["samplers"]] == [True, True, False]
+    assert data["findings"][0].startswith("Tie for the highest mean best: cellbycell and tpe,")
     assert data["sampler_settings"] == SETTINGS
     assert data["notes"] == ["equal budgets of trials", "CPU"]
     assert data["figures"] == list(FIGURES)
@@ -263,8 +264,9 @@ def test_html_is_self_contained_with_every_figure(report):
         assert title in page
     assert "vs energy" in page  # cellbycell has energies: a second Pareto panel
     assert "Budget comparison &lt;MNIST&gt;" in page  # escaped title
-    for text in ("equal budgets of trials", "TPESampler(multivariate)", "highest mean best"):
+    for text in ("equal budgets of trials", "TPESampler(multivariate)", "tie for highest"):
         assert text in page
+    assert "★" not in page  # a tie stars nobody
 
 
 def test_pngs_are_written(report):
@@ -292,7 +294,7 @@ def test_single_seed_without_energy_or_chromium(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.png"))
     (row,) = json.loads(files.json.read_text())["samplers"]
     assert row["best_values"] == [2.0] and row["best_mean"] == 2.0 and row["best_std"] == 0.0
-    assert row["settings"] == "" and row["highest_mean_best"]
+    assert row["settings"] == "" and row["highest_mean_best"] and not row["tied_for_highest"]
     assert "vs energy" not in files.html.read_text()
 
 
@@ -315,3 +317,124 @@ def test_summarize_std_of_one_seed_is_zero():
     (row,) = summarize([run], {"tpe": "x"})
     assert row["best_std"] == 0.0 and row["best_mean"] == run.best_value
     assert math.isclose(row["feasible_fraction_mean"], 1.0)
+
+
+def best_runs(bests: dict[str, list[float]], extents: dict[str, SearchExtent] | None = None):
+    """Per sampler, one run per seed whose trials reach the given best values (three trials
+    each: a worse one, the best, a worse one after it)."""
+    runs = []
+    for sampler, values in bests.items():
+        for seed, best in enumerate(values):
+            trials = [ok(best - 1.0, 1, "a"), ok(best, 2, "b"), ok(best - 0.5, 3, "c")]
+            run = load_run(study_of(trials, f"{sampler}-{seed}"), sampler, seed)
+            runs.append(Run(run.sampler, run.seed, run.study_name, run.trials,
+                            (extents or {}).get(f"{sampler}-{seed}")))  # fmt: skip
+    return runs
+
+
+def expected_tie(first: list[float], second: list[float]) -> bool:
+    """Independently: equal means, or their gap within the larger standard deviation."""
+    gap = abs(statistics.mean(first) - statistics.mean(second))
+    return gap == 0 or gap <= max(statistics.stdev(first), statistics.stdev(second))
+
+
+@pytest.mark.parametrize(
+    "bests",
+    [
+        {"tpe": [10.0, 12.0], "nsga2": [12.0, 10.0], "random": [5.0, 5.5]},  # equal means
+        {"tpe": [10.0, 12.0], "nsga2": [10.0, 10.2], "random": [5.0, 5.5]},  # within std
+        {"tpe": [11.0, 11.2], "nsga2": [10.0, 10.2], "random": [5.0, 5.5]},  # a clear gap
+        {"tpe": [3.0, 3.0], "nsga2": [3.0, 3.0], "random": [3.0, 3.0]},  # all the same
+    ],
+)
+def test_a_tie_is_reported_as_a_tie(tmp_path, bests):
+    files = write_report(best_runs(bests), tmp_path, title="t", value_name="v",
+                         sampler_settings={}, png=False)  # fmt: skip
+    data = json.loads(files.json.read_text())
+    means = {s: statistics.mean(v) for s, v in bests.items()}
+    leader = max(means, key=means.__getitem__)
+    tied = [s for s in bests if expected_tie(bests[leader], bests[s])]
+    page = files.html.read_text()
+    if len(tied) > 1:
+        assert data["highest_mean_best"] is None and data["tied_for_highest"] == tied
+        names = f"{', '.join(tied[:-1])} and {tied[-1]}"  # "tpe and nsga2", "tpe, nsga2 and random"
+        assert data["findings"][0] == (
+            f"Tie for the highest mean best: {names}, with {data['tie_rule']}."
+        )
+        assert "★" not in page and "class=winner" not in page
+        assert page.count("= tie for highest mean best") == len(tied)
+    else:
+        assert data["highest_mean_best"] == leader and data["tied_for_highest"] == []
+        assert data["findings"][0].startswith(f"Highest mean best: {leader}. A tie would be")
+        assert page.count("★ highest mean best") == 1 and "tie for highest" not in page
+
+
+def test_samplers_with_the_same_curves_are_named(tmp_path):
+    bests = {"tpe": [4.0, 6.0], "nsga2": [4.0, 5.0], "random": [4.0, 5.0]}
+    files = write_report(best_runs(bests), tmp_path, title="t", value_name="v",
+                         sampler_settings={}, png=False)  # fmt: skip
+    found = json.loads(files.json.read_text())["findings"]
+    assert any(f.startswith("nsga2 and random found the same best value") for f in found)
+    assert not any(f.startswith("tpe and") for f in found)
+
+
+def test_a_search_cut_short_is_marked_in_the_report_and_the_legends(tmp_path):
+    cut = SearchExtent(True, "phase 2: 16 of 22 candidates scored")
+    whole = SearchExtent(False, "1 phase, every candidate scored")
+    extents = {"cellbycell-0": cut, "cellbycell-1": whole,
+               "nsga2-0": SearchExtent(True, "1 generation: random draws only"),
+               "nsga2-1": SearchExtent(True, "1 generation: random draws only"),
+               "random-0": SearchExtent(False, "random search")}  # fmt: skip
+    bests = {"cellbycell": [4.0, 4.0], "nsga2": [6.0, 7.0], "random": [5.0]}
+    runs = best_runs(bests, extents)
+    files = write_report(runs, tmp_path, title="t", value_name="v", sampler_settings={}, png=False)
+    data = json.loads(files.json.read_text())
+    rows = {row["sampler"]: row for row in data["samplers"]}
+    assert rows["cellbycell"]["cut_short_seeds"] == [0]
+    assert rows["nsga2"]["cut_short_seeds"] == [0, 1] and rows["random"]["cut_short_seeds"] == []
+    assert rows["cellbycell"]["search"] == [cut.detail, whole.detail]
+    assert [r["cut_short"] for r in data["runs"]] == [True, False, True, True, False]
+    assert f"Cut short by the budget: cellbycell (seed 0: {cut.detail})." in " ".join(
+        data["findings"]
+    )
+    assert "Cut short by the budget: nsga2 (seed 0: 1 generation" in " ".join(data["findings"])
+    page = files.html.read_text()
+    assert "cellbycell [cut short]" in page and "nsga2 [cut short]" in page
+    assert "random [cut short]" not in page
+    assert "1 generation: random draws only (every seed)" in page  # the search column
+    assert "only equal values tie" not in data["findings"][0]  # two seeds: a spread is known
+    figures = comparison_figures(runs, "v")
+    for key in ("best_by_trial", "best_by_time", "pareto"):
+        names = [t.name for t in figures[key].data if t.showlegend is not False]
+        assert any(n.startswith("cellbycell [cut short on 1 of 2 seeds]") for n in names), key
+        assert any(n.startswith("nsga2 [cut short]") for n in names), key
+        assert any(n.startswith("random ") and "cut short" not in n for n in names), key
+    assert list(figures["feasible_fraction"].data[0].x) == [
+        "cellbycell [cut short on 1 of 2 seeds]",
+        "nsga2 [cut short]",
+        "random",
+    ]
+
+
+def test_every_sampler_line_stays_visible_and_distinct():
+    # nsga2 and random coincide on every seed: one line lies exactly on the other
+    bests = {"cellbycell": [4.0, 4.0], "tpe": [6.0, 7.0], "nsga2": [5.0, 5.5],
+             "random": [5.0, 5.5]}  # fmt: skip
+    figures = comparison_figures(best_runs(bests), "v")
+    for key in ("best_by_trial", "best_by_time"):
+        traces = list(figures[key].data)
+        lines = [t for t in traces if t.fill != "toself"]
+        bands = [t for t in traces if t.fill == "toself"]
+        assert [t.legendgroup for t in lines] == list(bests)  # one line per sampler
+        assert len(bands) == len(bests)
+        assert traces.index(lines[0]) > max(traces.index(b) for b in bands)  # bands under lines
+        assert all(t.mode == "lines+markers" for t in lines)
+        for attribute in (lambda t: t.line.dash, lambda t: t.marker.symbol,
+                          lambda t: t.line.color):  # fmt: skip
+            assert len({attribute(t) for t in lines}) == len(bests), key
+        nsga2, random_ = lines[2], lines[3]
+        assert list(nsga2.y) == list(random_.y)  # the same curve ...
+        assert nsga2.line.width > random_.line.width  # ... the one beneath shows around it
+        assert nsga2.marker.size > random_.marker.size
+    fronts = [t for t in figures["pareto"].data if t.mode == "lines+markers"]
+    assert len({(t.line.dash, t.marker.symbol) for t in fronts}) == len(bests)

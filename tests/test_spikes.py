@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 import torch
 from spikingjelly.activation_based import functional, neuron
@@ -48,7 +51,14 @@ def test_spikes_of_a_hand_built_two_layer_network():
     assert activity.energy_uj(32) == pytest.approx(fp32)
     assert activity.energy_uj(8) == pytest.approx((6 * 0.03 + 24 * 0.23) / 1e6)
     attrs = activity.as_user_attrs(8)
-    assert attrs["spikes_per_image"] == 8.0 and attrs["spikes_by_layer"]["if2"] == 2.0
+    assert attrs["spikes_per_image"] == 8.0
+    assert all(isinstance(v, int | float | str) for v in attrs.values())  # one value each
+    assert activity.by_layer() == {"spikes_by_layer": {"if1": 6.0, "if2": 2.0}}
+    rows = list(csv.DictReader(io.StringIO(activity.layer_csv())))
+    assert rows == [
+        {"layer": "if1", "kind": "neurons", "spikes_per_image": "6.000", "share": "75.0"},
+        {"layer": "if2", "kind": "neurons", "spikes_per_image": "2.000", "share": "25.0"},
+    ]
 
 
 class SpikesThenMaxPool(nn.Module):
@@ -78,14 +88,21 @@ def test_max_pooled_spike_maps_count_as_autosnn_counts_them():
     attrs = activity.as_user_attrs()
     assert attrs["spikes_per_image"] == activity.spikes
     assert attrs["neuron_spikes_per_image"] == activity.neuron_spikes < activity.spikes
-    assert set(attrs["pooled_spikes_by_layer"]) == {"pool"}
+    assert set(activity.by_layer()["pooled_spikes_by_layer"]) == {"pool"}
+    rows = list(csv.DictReader(io.StringIO(activity.layer_csv())))
+    assert [(r["layer"], r["kind"]) for r in rows] == [
+        ("neuron", "neurons"),
+        ("pool", "max-pooled spikes"),
+    ]
+    assert sum(float(r["spikes_per_image"]) for r in rows) == pytest.approx(activity.spikes, 1e-3)
+    assert sum(float(r["share"]) for r in rows) == pytest.approx(100, abs=0.1)
 
 
 def test_networks_without_max_pooling_count_neurons_only():
     activity = measure_activity(TwoLayers(), torch.full((3, 2), 2.0))
     assert activity.pooled_spikes_by_layer == {}
     assert activity.spikes == activity.neuron_spikes == 8.0
-    assert "pooled_spikes_by_layer" not in activity.as_user_attrs()
+    assert "pooled_spikes_by_layer" not in activity.by_layer()
 
 
 def test_counts_are_per_image_over_all_calls():

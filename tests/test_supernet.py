@@ -14,12 +14,14 @@ from torch.nn import functional as F
 from optuna_spikenas import supernet as sn
 from optuna_spikenas.autosnn_space import PAPER_CIFAR10_ARCH, AutoSNNArchitecture
 from optuna_spikenas.data import Dataset, Split, load_dataset
+from optuna_spikenas.interrupts import Terminated
 from optuna_spikenas.snn.autosnn import SuperNetwork
 from optuna_spikenas.spikes import measure_activity
 from optuna_spikenas.supernet import (
     SuperNetCheckpointError,
     SuperNetSettings,
     checkpoint_path,
+    epochs_path,
     evaluate_path,
     fitness,
     load_or_train_supernet,
@@ -192,9 +194,9 @@ def count_training(monkeypatch):
     calls: list[SuperNetSettings] = []
     real = sn.train_supernet
 
-    def counting(dataset, settings, progress=None):
+    def counting(dataset, settings, progress=None, epochs_file=None):
         calls.append(settings)
-        return real(dataset, settings, progress)
+        return real(dataset, settings, progress, epochs_file)
 
     monkeypatch.setattr(sn, "train_supernet", counting)
     return calls
@@ -276,6 +278,102 @@ def test_failed_save_leaves_nothing(digits, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         load_or_train_supernet(digits, TINY, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- interrupted training ----------------------------------------------------------------------
+
+THREE_EPOCHS = dataclasses.replace(TINY, epochs=3)
+
+
+def stop_after_epoch(k: int, lines: list[str], kind: type[KeyboardInterrupt] = KeyboardInterrupt):
+    """A ``progress`` that records its lines and stops (Ctrl-C, or ``kind``) after epoch ``k``."""
+
+    def progress(line: str) -> None:
+        lines.append(line)
+        if line.startswith(f"supernet epoch {k}/"):
+            raise kind
+
+    return progress
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, Terminated], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_supernet_resumes_after_its_last_epoch_exactly(digits, tmp_path, kind):
+    whole = train_supernet(digits, THREE_EPOCHS)  # uninterrupted, no checkpoint of any kind
+    checkpoint = checkpoint_path(digits, THREE_EPOCHS, tmp_path)
+    epochs = epochs_path(checkpoint)
+    lines: list[str] = []
+    with pytest.raises(kind) as stop:
+        load_or_train_supernet(digits, THREE_EPOCHS, tmp_path, stop_after_epoch(2, lines, kind))
+    assert type(stop.value) is kind  # SIGTERM stays SIGTERM (exit status 143)
+    assert str(stop.value) == (
+        f"super-network training stopped after epoch 2 of 3: kept in {epochs}; the next run "
+        "with the same settings resumes there"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [epochs.name]  # no trained network yet
+    assert torch.load(epochs, weights_only=True)["epoch"] == 2
+
+    lines.clear()
+    rng = torch.random.get_rng_state()
+    resumed = load_or_train_supernet(digits, THREE_EPOCHS, tmp_path, progress=lines.append)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the caller's RNG untouched
+    assert lines[0] == f"resuming super-network training after epoch 2 of 3 from {epochs}"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "supernet epoch 3/3",
+        f"saved super-network checkpoint {checkpoint}",
+    ]
+    assert same_weights(resumed, whole) and not resumed.training
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.name]  # epochs removed
+    assert same_weights(load_or_train_supernet(digits, THREE_EPOCHS, tmp_path), whole)
+
+
+def test_a_stop_in_the_first_epoch_keeps_nothing_and_says_so(digits, tmp_path, monkeypatch):
+    real = sn.augment_batch
+    calls = []
+
+    def stop_in_the_second_batch(images, kind, generator):
+        calls.append(kind)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(images, kind, generator)
+
+    monkeypatch.setattr(sn, "augment_batch", stop_in_the_second_batch)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        load_or_train_supernet(digits, THREE_EPOCHS, tmp_path)
+    assert str(stop.value) == (
+        "super-network training stopped in epoch 1 of 3: no epoch finished, nothing kept"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_while_resuming_keeps_the_epochs(digits, tmp_path, monkeypatch):
+    with pytest.raises(KeyboardInterrupt):
+        load_or_train_supernet(digits, THREE_EPOCHS, tmp_path, stop_after_epoch(1, []))
+    epochs = epochs_path(checkpoint_path(digits, THREE_EPOCHS, tmp_path))
+    kept = epochs.read_bytes()
+
+    def stopped_while_reading(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sn, "load_checkpoint", stopped_while_reading)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        load_or_train_supernet(digits, THREE_EPOCHS, tmp_path)
+    assert str(stop.value) == (
+        f"super-network training stopped before it resumed: {epochs} is kept; the next run "
+        "with the same settings resumes there"
+    )
+    assert epochs.read_bytes() == kept
+
+
+def test_a_damaged_epoch_checkpoint_is_refused_with_its_name(digits, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        load_or_train_supernet(digits, THREE_EPOCHS, tmp_path, stop_after_epoch(1, []))
+    epochs = epochs_path(checkpoint_path(digits, THREE_EPOCHS, tmp_path))
+    epochs.write_bytes(epochs.read_bytes()[:100])
+    with pytest.raises(SuperNetCheckpointError) as info:
+        load_or_train_supernet(digits, THREE_EPOCHS, tmp_path)
+    message = str(info.value)
+    assert str(epochs) in message and "delete it to start the training over" in message
+    assert "\n" not in message
 
 
 # --- evaluating paths --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from optuna_spikenas.config import (
     load_config,
     validate,
 )
+from optuna_spikenas.cpu_load import LoadWatch
 from optuna_spikenas.dashboard import artifact_dir_for
 from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.errors import SpikeNASError
@@ -44,11 +46,13 @@ from optuna_spikenas.storage import (
 from optuna_spikenas.study_binding import bind_study
 from optuna_spikenas.summary import (
     PhaseProgress,
+    elapsed_line,
     print_cell_by_cell_result,
     print_screen_result,
     print_summary,
     progress_line,
 )
+from optuna_spikenas.wording import plural
 
 
 def with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -89,7 +93,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         )
     bind_study(study, config)  # refuses settings other than the study's, before any allocation
     log = None if args.quiet else progress_line
-    from optuna_spikenas.dashboard import TrialArtifacts, open_artifact_store, save_study_figures
+    from optuna_spikenas.dashboard import (
+        TrialArtifacts,
+        open_artifact_store,
+        save_study_figures,
+        save_study_note,
+    )
     from optuna_spikenas.objective_factory import make_objective  # torch imports: after validation
     from optuna_spikenas.supernet import SuperNetCheckpointError
 
@@ -139,14 +148,16 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     phases = SAMPLER_CATALOG[search.sampler].grows_cells  # a line per phase, not a bar
     bar = not args.quiet and not phases and (search.n_trials or search.timeout) is not None
     ctrl_c = CtrlC(objective if store is None else TrialArtifacts(objective, store), study)
+    progress = PhaseProgress(study) if phases and not args.quiet else None
+    watch = None if args.quiet else LoadWatch(progress_line)  # warns once if the CPU is busy
     try:
-        with ctrl_c:
+        with ctrl_c, progress or nullcontext(), watch or nullcontext():
             study.optimize(
                 ctrl_c,
                 n_trials=search.n_trials,
                 timeout=search.timeout,
                 show_progress_bar=bar,
-                callbacks=[PhaseProgress()] if phases and not args.quiet else [],
+                callbacks=[] if progress is None else [progress],
             )
         if ctrl_c.pending:
             raise ctrl_c.stop()
@@ -154,9 +165,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return report_stop(err, "every completed trial is saved in the study")
     finally:
         save_study_figures(study)  # the dashboard's study-level figures, up to date
-    print_summary(study, args.storage, args.study_name)
+        save_study_note(study)  # and its note: the search's result
+    if watch is not None:
+        progress_line(elapsed_line(watch))
+    best = print_summary(study, args.storage, args.study_name)
     if isinstance(study.sampler, CellByCellSampler):
-        print_cell_by_cell_result(study, study.sampler)
+        print_cell_by_cell_result(study, study.sampler, shown=best)
     if isinstance(study.sampler, ScreenThenTrainSampler):
         print_screen_result(study, study.sampler)
     print(dashboard_hint(args.storage, artifact_dir))
@@ -232,9 +246,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     except ExportError as err:
         raise UsageError(str(err)) from None
-    print(f"trial {result.trial_number} exported to {args.out}")
+    print(f"trial {result.trial_number} exported to {args.out} ({result.why})")
     print(f"  architecture  {result.architecture_json}")
     print(f"  model         {result.model_py}  (python {result.model_py} runs a forward pass)")
+    if result.input_problem is not None:  # model.py's preprocess() needs the contract
+        print(f"  note          {result.input_problem}")
     if result.weights is not None:
         print(f"  weights       {result.weights}")
     if result.nir is not None:
@@ -282,12 +298,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except TrainingError as err:
         raise UsageError(str(err)) from None
-    except KeyboardInterrupt as err:
-        return report_stop(
-            err,
-            f"the last finished epoch is saved in {out}; run the same command again to resume",
-        )
-    print(f"trained {result.epochs_done} epochs: {result.result_json}")
+    except KeyboardInterrupt as err:  # its message says what the checkpoint holds
+        return report_stop(err)
+    print(f"trained {plural(result.epochs_done, 'epoch')}: {result.result_json}")
     print(f"weights: {result.weights}")
     return 0
 

@@ -16,7 +16,7 @@ import optuna
 
 from optuna_spikenas.cli.parser import build_parser, check_positive
 from optuna_spikenas.errors import SpikeNASError
-from optuna_spikenas.interrupts import Terminated, signals_handled
+from optuna_spikenas.interrupts import report_stop, signals_handled
 from optuna_spikenas.storage import (
     SQLITE_BUSY_SECONDS,
 )
@@ -31,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         with signals_handled(one_line_thread_errors):
             check_positive(args)
             return args.func(args)
-    except KeyboardInterrupt as err:  # a signal before a command's own handler (loading data)
-        terminated = isinstance(err, Terminated)
-        print(f"optuna-spikenas: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 143 if terminated else 130
+    except KeyboardInterrupt as err:  # before a command's own handler (e.g. loading data, or
+        # training a super-network, whose stop says what it kept)
+        return report_stop(err, prefix="optuna-spikenas: ")
     except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from importlib import metadata
 
+from optuna_spikenas import __version__
 from optuna_spikenas.autosnn_space import AUTOSNN_MACROS
 from optuna_spikenas.cli.commands import (
     cmd_analyze_ops,
@@ -27,6 +29,19 @@ from optuna_spikenas.storage import (
     STORAGE_CLASSES,
 )
 
+STORAGE_CLASS_HELP = "the storage's class (default: from the URL, as Optuna's CLI decides)"
+THREADS_HELP = "CPU threads for PyTorch (default: PyTorch's own choice)"
+ARTIFACT_DIR_HELP = "the trials' artifacts (default: STORAGE-artifacts beside the database)"
+MACRO_OWN = "(default: the macro's)"
+
+
+def installed_version() -> str:
+    """The installed distribution's version (the package's own when run from a source tree)."""
+    try:
+        return metadata.version("optuna-spikenas")
+    except metadata.PackageNotFoundError:
+        return __version__
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,26 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="show the Python traceback of an error"
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {installed_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     opt = sub.add_parser("optimize", help="run a study made by `optuna create-study`")
     opt.add_argument("--storage", required=True, help="RDB URL or journal file, as in Optuna's CLI")
-    opt.add_argument("--storage-class", choices=STORAGE_CLASSES, default=None)
+    opt.add_argument(
+        "--storage-class", choices=STORAGE_CLASSES, default=None, help=STORAGE_CLASS_HELP
+    )
     opt.add_argument("--study-name", required=True)
     opt.add_argument("--config", required=True, help="study settings (TOML), see studies/")
-    opt.add_argument("--sampler", choices=SAMPLERS, default=None, help="default: the config's")
-    opt.add_argument("--seed", type=int, default=None, help="sampler seed (default: config seed)")
-    opt.add_argument("--n-trials", type=int, default=None)
-    opt.add_argument("--timeout", type=float, default=None, help="seconds")
-    opt.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     opt.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)"
+        "--sampler", choices=SAMPLERS, default=None, help="(default: the config's [search] sampler)"
     )
+    opt.add_argument("--seed", type=int, default=None, help="sampler seed (default: config seed)")
+    opt.add_argument(
+        "--n-trials", type=int, default=None, help="(default: the config's [search] n_trials)"
+    )
+    opt.add_argument(
+        "--timeout", type=float, default=None, help="seconds (default: [search] timeout)"
+    )
+    opt.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default=None,
+        help="(default: the config's [score] device)",
+    )
+    opt.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     opt.add_argument(
         "--heartbeat",
         type=int,
         default=10,
-        help="seconds between RDB heartbeats; a dead worker's trial is retried after two missed",
+        help="seconds between RDB heartbeats; a dead worker's trial is retried after two "
+        "missed (default: %(default)s)",
     )
     add_artifact_options(opt)
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,8 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--storage", default=None, help="where the runs' studies go (default: OUT/compare.db)"
     )
-    cmp.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
-    cmp.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    cmp.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default=None,
+        help="(default: the config's [score] device)",
+    )
+    cmp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     add_artifact_options(cmp)
     cmp.add_argument("--no-png", action="store_true", help="no PNG figures beside the HTML")
     cmp.add_argument("--quiet", action="store_true", help="no progress lines or bars")
@@ -79,24 +114,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     dash = sub.add_parser("dashboard", help="optuna-dashboard with the trials' artifacts")
     dash.add_argument("--storage", required=True, help="the storage URL the search used")
-    dash.add_argument("--storage-class", choices=STORAGE_CLASSES, default=None)
-    dash.add_argument("--port", type=int, default=8080)
     dash.add_argument(
-        "--host", default=DEFAULT_HOST, help="address to listen on (default: this machine only)"
+        "--storage-class", choices=STORAGE_CLASSES, default=None, help=STORAGE_CLASS_HELP
     )
+    dash.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
     dash.add_argument(
-        "--artifact-dir", default=None, help="default: STORAGE-artifacts beside the database"
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to listen on (default: %(default)s, this machine only)",
     )
+    dash.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     dash.set_defaults(func=cmd_dashboard)
 
     exp = sub.add_parser("export", help="a trial's architecture JSON, standalone model.py, NIR")
     exp.add_argument("--storage", required=True)
     exp.add_argument("--study-name", required=True)
-    exp.add_argument("--trial", type=int, default=None, help="default: the best feasible trial")
-    exp.add_argument("--out", required=True, help="folder to write into")
-    exp.add_argument("--weights", default=None, help="a state-dict file to ship as weights.pt")
     exp.add_argument(
-        "--config", default=None, help="the study's config, when the trial has no artifacts"
+        "--trial",
+        type=int,
+        default=None,
+        help="default: the search's result (the network a cell-by-cell search grew, the fittest "
+        "of an evolution), else the best feasible trial",
+    )
+    exp.add_argument("--out", required=True, help="folder to write into")
+    exp.add_argument(
+        "--weights",
+        default=None,
+        help="a state-dict file to ship as weights.pt (default: none, model.py starts untrained)",
+    )
+    exp.add_argument(
+        "--config",
+        default=None,
+        help="the study's config, when the trial has no artifacts (default: none needed)",
     )
     exp.add_argument(
         "--artifact-dir", default=None, help="default: STORAGE-artifacts beside the database"
@@ -116,10 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--arch-json", required=True, help="architecture.json (export, dashboard)")
     trn.add_argument("--config", required=True, help="dataset and [train] recipe (TOML)")
     trn.add_argument("--out", default=None, help="default: ARCH-trained beside the JSON")
-    trn.add_argument("--epochs", type=int, default=None, help="default: [train] epochs")
-    trn.add_argument("--weight-bits", type=int, default=None, help="default: [budget]")
-    trn.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    trn.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    trn.add_argument("--epochs", type=int, default=None, help="(default: [train] epochs)")
+    trn.add_argument(
+        "--weight-bits", type=int, default=None, help="(default: [budget] weight_bits)"
+    )
+    trn.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="auto",
+        help="(default: %(default)s, a GPU when there is one)",
+    )
+    trn.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     trn.add_argument("--fresh", action="store_true", help="ignore a checkpoint, start over")
     trn.add_argument("--quiet", action="store_true", help="no progress lines")
     trn.set_defaults(func=cmd_train)
@@ -128,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "recover", help="fail RUNNING trials whose worker is gone (journal storages)"
     )
     rec.add_argument("--storage", required=True, help="the storage URL or journal file")
-    rec.add_argument("--storage-class", choices=STORAGE_CLASSES, default=None)
+    rec.add_argument(
+        "--storage-class", choices=STORAGE_CLASSES, default=None, help=STORAGE_CLASS_HELP
+    )
     rec.add_argument("--study-name", required=True)
     rec.add_argument(
         "--all",
@@ -144,33 +202,51 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="e.g. '0302 0030 3003 0000', or for autosnn-16 'SRB_k5,SRB_k5,skip,SRB_k3,SRB_k5'",
     )
-    desc.add_argument("--weight-bits", type=int, default=32)
-    desc.add_argument("--final-pool", type=int, default=None)
-    desc.add_argument("--num-cells", type=int, default=None)
-    desc.add_argument("--width", type=int, default=None)
-    desc.add_argument("--num-classes", type=int, default=None)
-    desc.add_argument("--in-channels", type=int, default=None)
-    desc.add_argument("--image-size", type=int, default=None)
+    desc.add_argument("--weight-bits", type=int, default=32, help="(default: %(default)s)")
+    desc.add_argument(
+        "--final-pool", type=int, default=None, help="pooling before SNASNet's head " + MACRO_OWN
+    )
+    desc.add_argument(
+        "--num-cells",
+        type=int,
+        default=None,
+        help="(default: one per cell of --arch, or the macro's for a shared cell)",
+    )
+    for option in ("--width", "--num-classes", "--in-channels", "--image-size"):
+        desc.add_argument(option, type=int, default=None, help=MACRO_OWN)
     desc.add_argument(
         "--hardware",
         default=None,
         metavar="PROFILE",
-        help=f"add IMC area, latency and energy: {', '.join(PROFILES)} or a profile .toml",
+        help=f"add IMC area, latency and energy: {', '.join(PROFILES)} or a profile .toml "
+        "(default: none)",
     )
     desc.add_argument(
-        "--timesteps", type=int, default=5, help="timesteps per inference (with --hardware)"
+        "--timesteps",
+        type=int,
+        default=5,
+        help="timesteps per inference (with --hardware; default: %(default)s)",
     )
-    desc.add_argument("--json", action="store_true")
+    desc.add_argument("--json", action="store_true", help="JSON instead of a table")
     desc.set_defaults(func=cmd_describe)
 
     ops = sub.add_parser("analyze-ops", help="SpikeNAS operation analysis: which ops to prune")
     ops.add_argument("--config", required=True, help="study settings (TOML), see studies/")
-    ops.add_argument("--samples", type=int, default=40, help="architectures per op set")
+    ops.add_argument(
+        "--samples", type=int, default=40, help="architectures per op set (default: %(default)s)"
+    )
     ops.add_argument("--seed", type=int, default=None, help="sampling seed (default: config seed)")
     ops.add_argument(
-        "--train-epochs", type=int, default=0, help="short-train each set's top 3 (0: off)"
+        "--train-epochs",
+        type=int,
+        default=0,
+        help="short-train each set's top 3 for this many epochs (default: 0, off)",
     )
-    ops.add_argument("--out", default="op_analysis", help="directory for the HTML and JSON")
+    ops.add_argument(
+        "--out",
+        default="op_analysis",
+        help="directory for the HTML and JSON (default: %(default)s)",
+    )
     ops.add_argument("--quiet", action="store_true", help="no progress lines")
     ops.set_defaults(func=cmd_analyze_ops)
     return parser

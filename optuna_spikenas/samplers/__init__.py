@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 import optuna
 
 from optuna_spikenas.config import Config, ConfigError
-from optuna_spikenas.sampler_catalog import SAMPLER_CATALOG, SAMPLERS, SCREEN_BASES
+from optuna_spikenas.sampler_catalog import (
+    NSGA2_POPULATION,
+    SAMPLER_CATALOG,
+    SAMPLERS,
+    SCREEN_BASES,
+    TPE_STARTUP_TRIALS,
+)
 from optuna_spikenas.samplers.cellbycell import CellByCellSampler
 from optuna_spikenas.samplers.evolution import AUTOSNN_SEARCH_SPACE, EvolutionarySampler
 from optuna_spikenas.samplers.screen import ScreenThenTrainSampler
@@ -32,6 +38,7 @@ def make_sampler(
     fits_budget: Callable[[Architecture], bool] | None = None,
     screen: int | None = None,
     train_top: int = 5,
+    population_size: int = NSGA2_POPULATION,
 ) -> optuna.samplers.BaseSampler:
     """Optuna's samplers with their settings named, not left to Optuna's defaults, and ours.
 
@@ -41,6 +48,7 @@ def make_sampler(
     With ``screen`` (``[search] screen``), ``name`` proposes the candidates of a
     :class:`ScreenThenTrainSampler` that then trains the ``train_top`` best; ``random`` is then
     seeded per trial number, so that any number of workers screens the same candidates.
+    ``population_size`` is NSGA-II's (``compare`` makes it fit small budgets).
     """
     if screen is not None:
         if name not in SCREEN_BASES:
@@ -53,11 +61,14 @@ def make_sampler(
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=10, multivariate=False, constant_liar=False
+            seed=seed,
+            n_startup_trials=TPE_STARTUP_TRIALS,
+            multivariate=False,
+            constant_liar=False,
         )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(
-            seed=seed, population_size=20, mutation_prob=None, crossover_prob=0.9
+            seed=seed, population_size=population_size, mutation_prob=None, crossover_prob=0.9
         )
     if name == "evolution":  # AutoSNN's evolution, on AutoSNN's blocks or SNASNet's cells
         if space is None:

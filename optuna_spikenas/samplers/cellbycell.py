@@ -16,6 +16,11 @@ phase that cannot be planned yet (the previous phase still has trials running in
 waits for it. A slot left without a result (its trial failed, or its worker died and the
 heartbeat marked it failed) is taken over by the next trial that would otherwise wait, so a
 killed run that is restarted finishes with the same result.
+
+The result (the grown network: the winner of the last finished phase) is marked as
+``result_mark`` says. Each trial also records the phase of its slot, so that the result can be
+read from the trials alone, without this sampler's settings and budget
+(:func:`grown_network`, what ``export`` uses).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from optuna.distributions import BaseDistribution
@@ -34,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_spikenas.interrupts import stop_optimize
 from optuna_spikenas.recovery import WORKER_KEY, attempts_settled, fail_stale_trials, mark_worker
+from optuna_spikenas.samplers.result_mark import mark_result
 from optuna_spikenas.space import (
     OPS,
     Architecture,
@@ -49,6 +55,7 @@ _logger = logging.getLogger(__name__)
 
 SLOT_KEY = "cellbycell:slot"
 PARAMS_KEY = "cellbycell:params"
+PHASE_KEY = "cellbycell:phase"  # [k, start, end] of the phase of the trial's slot
 
 
 @dataclass(frozen=True)
@@ -234,11 +241,8 @@ class CellByCellSampler(BaseSampler):
 
     def result(self, study: Study) -> FrozenTrial | None:
         """The trial of the final, grown network: the winner of the last phase."""
-        state = self.state(study)
-        if not state.winners:
-            return None
-        attempts = _attempts_by_slot(study.get_trials(deepcopy=False))
-        return _best_attempt(attempts[state.winners[-1]])
+        trials = study.get_trials(deepcopy=False)
+        return _result(self.state(study, trials=trials), trials)
 
     # --- Optuna's sampler interface ----------------------------------------------------------
 
@@ -265,13 +269,16 @@ class CellByCellSampler(BaseSampler):
                 "itself: do not enqueue trials or mix samplers in its study"
             )
         while True:
-            slot, arch = self._claim(study, trial, trials)
+            slot, arch, phase = self._claim(study, trial, trials)
             trials = None
             params: dict[str, Any] = {}
             if arch is not None:
                 params = architecture_params(arch, self.space)
             study._storage.set_trial_system_attr(trial._trial_id, SLOT_KEY, slot)
             study._storage.set_trial_system_attr(trial._trial_id, PARAMS_KEY, params)
+            if phase is not None:
+                where = [phase.k, phase.start, phase.end]
+                study._storage.set_trial_system_attr(trial._trial_id, PHASE_KEY, where)
             self._claims[trial._trial_id] = params  # what storage now holds: no read per param
             # Read back: a retry of an orphaned slot taken up by another worker while this trial
             # adopted the slot holds it (it cannot have seen this claim yet); claim again.
@@ -282,26 +289,26 @@ class CellByCellSampler(BaseSampler):
 
     def _claim(
         self, study: Study, trial: FrozenTrial, trials: Sequence[FrozenTrial] | None
-    ) -> tuple[int, Architecture | None]:
-        """The slot this trial works on and its architecture, waiting while the phase that
-        holds the trial's own slot cannot be planned yet (``trials``: the storage as just read,
-        else read here)."""
+    ) -> tuple[int, Architecture | None, Phase | None]:
+        """The slot this trial works on, its architecture and its phase (None for the final
+        network, re-proposed), waiting while the phase that holds the trial's own slot cannot be
+        planned yet (``trials``: the storage as just read, else read here)."""
         announced = False
         while True:
             beat_while_sampling(study, trial._trial_id)
             state, trials = self.state(study, trials=trials), None
             phase = state.phase_of(trial.number)
             if phase is not None:
-                return trial.number, phase.architecture(trial.number)
+                return trial.number, phase.architecture(trial.number), phase
             current = state.current
             if state.complete or current is None:
                 # Nothing left to search: re-propose the final network (a duplicate, free).
                 final = state.winners[-1] if state.winners else -1
                 owner = state.phase_of(final)
-                return -1, owner.architecture(final) if owner else None
+                return -1, owner.architecture(final) if owner else None, None
             orphan = self._orphan_slot(study, current, trial.number)
             if orphan is not None:
-                return orphan, current.architecture(orphan)
+                return orphan, current.architecture(orphan), current
             if not announced:
                 _logger.info(
                     "trial %d waits for phase %d (cell %d) to finish in other workers",
@@ -375,8 +382,53 @@ class CellByCellSampler(BaseSampler):
         finishing = copy.copy(trial)
         finishing.state = state
         finishing.values = values
-        if self.state(study, finishing).complete:
+        trials = study.get_trials(deepcopy=False)
+        trials = [finishing if t.number == trial.number else t for t in trials]
+        search = self.state(study, trials=trials)
+        mark_result(study, trial, _result(search, trials), search.complete)
+        if search.complete:
             stop_optimize(study)
+
+
+# --- the result, from the trials alone ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrownNetwork:
+    """The cell-by-cell search's result as its trials record it."""
+
+    trial: FrozenTrial  # the winner of the last finished phase
+    cells: int  # its number of cells (k of that phase)
+    unfinished: int | None  # the phase after it, when it has started but is not finished
+
+
+def grown_network(trials: Sequence[FrozenTrial]) -> GrownNetwork | None:
+    """:meth:`CellByCellSampler.result` read from the trials alone, without the sampler's
+    settings or budget (``export`` has neither): the winner of the last finished phase, each
+    phase as its trials recorded it when they claimed their slots (``PHASE_KEY``). None when no
+    phase has finished, or the trials were made before phases were recorded."""
+    attempts = _attempts_by_slot(trials)
+    phases = sorted(
+        {tuple(t.system_attrs[PHASE_KEY]) for t in trials if PHASE_KEY in t.system_attrs}
+    )
+    grown: GrownNetwork | None = None
+    for k, start, end in phases:
+        slots = range(start, end)
+        if not all(attempts_settled(attempts.get(slot, [])) for slot in slots):
+            return None if grown is None else replace(grown, unfinished=k)
+        slot = _best_slot(attempts, slots)
+        winner = None if slot is None else _best_attempt(attempts[slot])
+        if winner is None:  # nothing in the phase scored: the network stopped growing
+            break
+        grown = GrownNetwork(winner, k, None)
+    return grown
+
+
+def _result(state: SearchState, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The winner of ``state``'s last finished phase, read from ``trials``."""
+    if not state.winners:
+        return None
+    return _best_attempt(_attempts_by_slot(trials)[state.winners[-1]])
 
 
 # --- reading attempts from the trials --------------------------------------------------------

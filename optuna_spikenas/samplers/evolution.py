@@ -5,7 +5,9 @@ system attrs, and a proposal's randomness comes from (seed, trial number), so a 
 worker is deterministic, also when interrupted and resumed, and workers sharing a study
 cooperate. A worker claims a place and a candidate by writing them, then reading the storage
 back; on a clash with another worker (a generation over-full, a candidate claimed twice) it
-withdraws and tries again: of two clashing claims the later one always sees the clash.
+withdraws and tries again: of two clashing claims the later one always sees the clash. The
+search's result, its fittest candidate, is marked as ``result_mark`` says and read from the
+trials alone by :func:`fittest_trial`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_spikenas.autosnn_space import BLOCKS, PARAM_NAMES
 from optuna_spikenas.interrupts import stop_optimize
 from optuna_spikenas.recovery import WORKER_KEY, mark_worker
+from optuna_spikenas.samplers.result_mark import mark_result
 from optuna_spikenas.space import (
     BACKWARD,
     EDGES,
@@ -388,8 +391,27 @@ class EvolutionarySampler(BaseSampler):
         finishing = copy.copy(trial)
         finishing.state, finishing.values = state, values
         trials = [finishing if t.number == trial.number else t for t in _all_trials(study)]
-        if self._is_done(trials) or len(self._seen(trials)) >= self.size:
+        done = self._is_done(trials) or len(self._seen(trials)) >= self.size
+        if not study._is_multi_objective():  # refused (the trial failed): no result to mark
+            mark_result(study, trial, fittest_trial(trials, study.direction), done)
+        if done:
             stop_optimize(study)
+
+
+def fittest_trial(trials: Sequence[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
+    """:meth:`EvolutionarySampler.best_trials` (its first) read from the trials alone, without
+    the sampler (``export`` has none): the complete trial of the search (one that claimed a
+    generation and a candidate) with the best value by ``direction``, the earlier among equals."""
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    searched = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values
+        and _generation(t) < math.inf
+        and (t.system_attrs.get(PARAMS_KEY) or t.system_attrs.get("fixed_params"))
+    ]
+    return min(searched, key=lambda t: (sign * t.values[0], t.number), default=None)
 
 
 def _all_trials(study: Study) -> list[FrozenTrial]:
