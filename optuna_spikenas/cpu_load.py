@@ -2,7 +2,7 @@
 
 A search's times (README's included) are those of a quiet machine: on a busy 2-core machine a
 quickstart trial can take several times as long. :class:`LoadWatch` measures, over windows of
-``window`` seconds (30 by default),
+``window`` seconds (10 by default),
 
     other processes' share = (CPU seconds the machine spent busy - CPU seconds this process used)
                              / (wall seconds x CPUs of the machine)
@@ -13,6 +13,12 @@ the ``cpu`` line of Linux's ``/proc/stat`` (user, nice, system, irq, softirq, st
 but idle and iowait), this process's time is ``os.times`` (all its threads, and child processes
 it has waited for). Other workers of the same study are other processes: they count. Where
 ``/proc/stat`` cannot be read (macOS, Windows) nothing is measured and nothing is printed.
+
+:class:`ThreadsUnderLoad` acts on it: PyTorch's threads wait for each other at every barrier,
+so beside one busy process a quickstart trial on 2 threads took 4.2 times as long, on 1 thread
+1.06 times (``benchmarks/thread_contention.py``, 2 CPUs: 0.96 s quiet and 4.02 s busy on 2
+threads, 1.47 s and 1.56 s on 1). A search without ``--threads`` runs on all the threads PyTorch
+chose while the machine is quiet and on one while other processes take ``threshold`` of it.
 
 No torch, no Optuna: the benchmarks use it too.
 """
@@ -28,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 PROC_STAT = Path("/proc/stat")
-WINDOW_SECONDS = 30.0
+WINDOW_SECONDS = 10.0
 THRESHOLD = 0.25  # share of the machine's CPU time taken by other processes that warns
 
 
@@ -98,8 +104,10 @@ class LoadWatch:
         threshold: float = THRESHOLD,
         read: Callable[[], CpuReading | None] = read_cpu,
         cpus: int | None = None,
+        on_window: Callable[[float], None] | None = None,
     ) -> None:
         self.warn = warn
+        self.on_window = on_window  # told each window's share (e.g. ThreadsUnderLoad.observe)
         self.window = window
         self.threshold = threshold
         self.read = read
@@ -122,6 +130,8 @@ class LoadWatch:
         if share >= self.threshold and not self.warned:
             self.warned = True
             self.warn(load_warning(share, self.cpus, now.wall - self.window_start.wall))
+        if self.on_window is not None:
+            self.on_window(share)
         self.window_start = now
         return share
 
@@ -157,3 +167,47 @@ class LoadWatch:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+class ThreadsUnderLoad:
+    """The thread count a search runs with: ``threads`` (PyTorch's own choice) while the machine
+    is quiet, one while other processes take at least ``threshold`` of it.
+
+    The watch's thread decides (:meth:`observe`, a ``LoadWatch`` ``on_window``); the search's
+    own thread applies the decision between trials (:meth:`apply`), since a thread count set on
+    one thread does not reach PyTorch's parallel regions started from another. ``set_threads``
+    is ``torch.set_num_threads``; ``say`` reports each change in one line.
+    """
+
+    def __init__(
+        self,
+        threads: int,
+        set_threads: Callable[[int], None],
+        say: Callable[[str], None],
+        threshold: float = THRESHOLD,
+    ) -> None:
+        self.threads = self.current = self.wanted = threads
+        self.set_threads = set_threads
+        self.say = say
+        self.threshold = threshold
+        self.share = 0.0
+
+    def observe(self, share: float) -> None:
+        self.share = share
+        self.wanted = 1 if share >= self.threshold else self.threads
+
+    def apply(self, *_: object) -> None:
+        """Switch to the wanted thread count (an Optuna callback: called after each trial)."""
+        wanted = self.wanted
+        if wanted == self.current:
+            return
+        self.set_threads(wanted)
+        self.current = wanted
+        if wanted == 1:
+            self.say(
+                f"other processes take {self.share:.0%} of the CPUs: running on 1 thread while "
+                f"they do (PyTorch's {self.threads} threads slow down several times beside a "
+                "busy process; --threads N fixes the count)"
+            )
+        else:
+            self.say(f"the CPUs are quiet again: back to {wanted} threads")

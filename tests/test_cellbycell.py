@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from study_configs import TINY_CELL_BY_CELL
 
 from optuna_spikenas.samplers.cellbycell import (
     PHASE_KEY,
@@ -126,24 +127,6 @@ def test_ask_tell_loop_ends_cleanly():
     assert str(arch) == sampler.result(study).user_attrs.get("architecture", str(arch))
 
 
-TINY_CELL_BY_CELL = """
-seed = 2
-[dataset]
-name = "digits"
-[space]
-macro = "light"
-num_cells = [2, 3]
-widths = [4]
-shared_cell = false
-[score]
-batch_size = 16
-repeats = 1
-timesteps = 2
-[budget]
-max_parameters = 5000
-[search]
-sampler = "cellbycell"
-"""
 
 
 def optimize_command(url: str, config: Path, *extra: str) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import create_trial
+from study_configs import TINY_CELL_BY_CELL
 
 BIN = Path(sys.executable).parent
 CONFIG = """
@@ -100,24 +101,6 @@ def test_bad_input_ends_in_one_line(searched, args, message):
     assert not (tmp / "x").exists()  # nothing half-written
 
 
-GROWN = """
-seed = 2
-[dataset]
-name = "digits"
-[space]
-macro = "light"
-num_cells = [2, 3]
-widths = [4]
-shared_cell = false
-[score]
-batch_size = 16
-repeats = 1
-timesteps = 2
-[budget]
-max_parameters = 5000
-[search]
-sampler = "cellbycell"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +109,7 @@ def grown(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grown")
     url = f"sqlite:///{tmp / 'grown.db'}"
     config = tmp / "grown.toml"
-    config.write_text(GROWN)
+    config.write_text(TINY_CELL_BY_CELL)
     assert run(BIN / "optuna", "create-study", "--storage", url, "--study-name", "g",
                "--direction", "maximize").returncode == 0
     done = run(BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", "g",

@@ -13,6 +13,7 @@ from optuna_spikenas.cpu_load import (
     PROC_STAT,
     CpuReading,
     LoadWatch,
+    ThreadsUnderLoad,
     machine_busy_seconds,
     others_share,
     read_cpu,
@@ -120,3 +121,49 @@ def test_a_process_spinning_beside_this_one_shows_in_the_share():
     # one busy core of os.cpu_count(), less what other processes leave it on a busy machine,
     # which they then take themselves
     assert others_share(before, after, os.cpu_count() or 1) >= 0.4 / (os.cpu_count() or 1)
+
+
+def test_a_busy_machine_runs_the_search_on_one_thread_until_it_is_quiet_again():
+    """The watch decides on its own thread; the change reaches PyTorch between trials, on the
+    search's thread, and each change is said in one line."""
+    clocks, said, set_to = Clocks(), [], []
+    threads = ThreadsUnderLoad(2, set_to.append, said.append, threshold=0.25)
+    watch = LoadWatch(lambda _: None, window=10, read=clocks, cpus=2, on_window=threads.observe)
+    clocks.advance(10, share=0.1)
+    watch.check()
+    threads.apply()
+    assert set_to == [] and said == []  # quiet: PyTorch's own count stays
+    clocks.advance(10, share=0.5)
+    watch.check()
+    assert set_to == []  # decided, not applied: the watch's thread does not touch PyTorch
+    threads.apply()
+    assert set_to == [1] and "running on 1 thread" in said[0] and "50%" in said[0]
+    threads.apply()
+    assert set_to == [1]  # no change, nothing said
+    clocks.advance(10, share=0.05)
+    watch.check()
+    threads.apply()
+    assert set_to == [1, 2] and said[1] == "the CPUs are quiet again: back to 2 threads"
+
+
+def test_optimize_without_threads_switches_pytorch_between_trials(monkeypatch):
+    """cmd_optimize's callback applies the decision with torch.set_num_threads."""
+    import torch
+
+    from optuna_spikenas.cli.commands import threads_under_load
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threads = threads_under_load(lambda _: None)
+        assert threads is not None and threads.threads == 2
+        threads.observe(0.9)
+        threads.apply()
+        assert torch.get_num_threads() == 1
+        threads.observe(0.0)
+        threads.apply()
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert threads_under_load(lambda _: None) is None  # one thread anyway: nothing to do
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,7 @@ from optuna_spikenas.config import (
     load_config,
     validate,
 )
-from optuna_spikenas.cpu_load import LoadWatch
+from optuna_spikenas.cpu_load import LoadWatch, ThreadsUnderLoad
 from optuna_spikenas.dashboard import artifact_dir_for
 from optuna_spikenas.describe import UsageError, describe
 from optuna_spikenas.errors import SpikeNASError
@@ -149,15 +149,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     bar = not args.quiet and not phases and (search.n_trials or search.timeout) is not None
     ctrl_c = CtrlC(objective if store is None else TrialArtifacts(objective, store), study)
     progress = PhaseProgress(study) if phases and not args.quiet else None
-    watch = None if args.quiet else LoadWatch(progress_line)  # warns once if the CPU is busy
+    say = (lambda _: None) if args.quiet else progress_line
+    threads = None if args.threads is not None else threads_under_load(say)
+    # warns once if the CPU is busy, and tells ``threads`` each window's load
+    watch = LoadWatch(say, on_window=None if threads is None else threads.observe)
+    callbacks: list = [] if progress is None else [progress]
+    callbacks += [] if threads is None else [threads.apply]
     try:
-        with ctrl_c, progress or nullcontext(), watch or nullcontext():
+        with ctrl_c, progress or nullcontext(), watch:
             study.optimize(
                 ctrl_c,
                 n_trials=search.n_trials,
                 timeout=search.timeout,
                 show_progress_bar=bar,
-                callbacks=[] if progress is None else [progress],
+                callbacks=callbacks,
             )
         if ctrl_c.pending:
             raise ctrl_c.stop()
@@ -166,7 +171,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     finally:
         save_study_figures(study)  # the dashboard's study-level figures, up to date
         save_study_note(study)  # and its note: the search's result
-    if watch is not None:
+    if not args.quiet:
         progress_line(elapsed_line(watch))
     best = print_summary(study, args.storage, args.study_name)
     if isinstance(study.sampler, CellByCellSampler):
@@ -419,6 +424,15 @@ def chosen_artifact_dir(args: argparse.Namespace, storage: str) -> str | Path | 
     if args.no_artifacts:
         return None
     return args.artifact_dir or artifact_dir_for(storage)
+
+
+def threads_under_load(say) -> ThreadsUnderLoad | None:
+    """PyTorch's thread count while the machine is quiet, one while it is busy (``cpu_load``);
+    None when PyTorch runs on one thread anyway."""
+    import torch
+
+    threads = torch.get_num_threads()
+    return None if threads <= 1 else ThreadsUnderLoad(threads, torch.set_num_threads, say)
 
 
 def torch_threads(n: int) -> None:

@@ -30,7 +30,10 @@ from optuna_spikenas.storage import (
 )
 
 STORAGE_CLASS_HELP = "the storage's class (default: from the URL, as Optuna's CLI decides)"
-THREADS_HELP = "CPU threads for PyTorch (default: PyTorch's own choice)"
+THREADS_HELP = (
+    "CPU threads for PyTorch (default for optimize: PyTorch's own choice while the machine is "
+    "quiet, 1 while other processes take a quarter of it; elsewhere PyTorch's own choice)"
+)
 ARTIFACT_DIR_HELP = "the trials' artifacts (default: STORAGE-artifacts beside the database)"
 MACRO_OWN = "(default: the macro's)"
 
