@@ -163,10 +163,14 @@ def make_study(tmp_path: Path, name: str) -> tuple[str, Path]:
 
 
 def final_of(url: str) -> tuple[str, float, list]:
+    """The grown network (read from the trials: the sampler's phases depend on the config's
+    budget, which a sampler built here would not have), its score, and the trials."""
     study = optuna.load_study(study_name="s", storage=storage_of(url))
-    sampler = CellByCellSampler(ops=("skip", "conv3x3"), max_cells=3, width=4)
-    final = sampler.result(study)
-    return final.user_attrs["architecture"], final.value, study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False)
+    grown = grown_network(trials)
+    assert grown is not None and grown.unfinished is None
+    final = grown.trial
+    return final.user_attrs["architecture"], final.value, trials
 
 
 @pytest.fixture(scope="module")
