@@ -118,7 +118,9 @@ class SpikeNASObjective:
     @bound_to_settings
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         stage = self._stage(trial)
-        if stage == SURPLUS:
+        if stage == SURPLUS:  # not a candidate: marked not trained, for the dashboard too
+            trial.set_constraint(TRAINED_CONSTRAINT, 1.0)
+            record_constraint_list(trial)
             raise optuna.TrialPruned("nothing left to screen or train: the search is complete")
         arch = suggest_architecture(trial, self.space)
         trial.set_user_attr("architecture", str(arch))

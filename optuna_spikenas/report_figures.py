@@ -11,9 +11,10 @@ the legends.
 3. the feasible fraction per sampler (mean, min..max error bar);
 4. the Pareto fronts value/memory and, when energies exist, value/energy.
 
-Curves: a seed has no value before its first feasible trial, and the mean and band at a point
-are over the seeds that have one; a seed that stopped earlier than its sampler's longest seed
-keeps its final best.
+Curves: a seed has no value before its first feasible trial; the mean and band are over the
+seeds that find one, drawn from the point where all of them have (so the mean of best-so-far
+values only rises); a seed that stopped earlier than its sampler's longest seed keeps its final
+best.
 """
 
 from __future__ import annotations
@@ -61,10 +62,15 @@ def _hold(curve: Curve, length: int) -> Curve:
 
 
 def _stats(curves: Sequence[Curve]) -> tuple[Curve, Curve, Curve]:
-    """Mean, min and max at each index over the curves that have a value there."""
-    columns = [[v for v in column if v is not None] for column in zip(*curves, strict=True)]
-    mean = [statistics.fmean(c) if c else None for c in columns]
-    return mean, [min(c, default=None) for c in columns], [max(c, default=None) for c in columns]
+    """Mean, min and max at each index over the curves that ever have a value (seeds with a
+    feasible trial), from the index where all of them have one: a mean over a changing set of
+    seeds could fall when a seed joins with a low value, though each seed's best only rises."""
+    ever = [c for c in curves if any(v is not None for v in c)]
+    length = len(curves[0]) if curves else 0
+    columns = [list(column) for column in zip(*ever, strict=True)] if ever else [[]] * length
+    complete = [c if all(v is not None for v in c) else [] for c in columns]
+    mean = [statistics.fmean(c) if c else None for c in complete]
+    return mean, [min(c, default=None) for c in complete], [max(c, default=None) for c in complete]
 
 
 def _steps(x: Sequence[float], y: Sequence[float]) -> tuple[list[float], list[float]]:

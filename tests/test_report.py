@@ -438,3 +438,19 @@ def test_every_sampler_line_stays_visible_and_distinct():
         assert nsga2.marker.size > random_.marker.size
     fronts = [t for t in figures["pareto"].data if t.mode == "lines+markers"]
     assert len({(t.line.dash, t.marker.symbol) for t in fronts}) == len(bests)
+
+
+def test_the_mean_curve_starts_when_every_seed_with_a_feasible_trial_has_one():
+    """Best-so-far curves only rise; a mean over the seeds present at each point would fall when
+    a seed joins late with a low value (it did in the time figure). A seed that never finds a
+    feasible trial is left out; min..max follow the same points."""
+    from optuna_spikenas.report_figures import _stats
+
+    early = [-51.0, -51.0, -50.0, -50.0]
+    late = [None, -58.0, -55.0, -49.0]
+    never = [None, None, None, None]
+    mean, low, high = _stats([early, late, never])
+    assert mean == [None, -54.5, -52.5, -49.5]
+    assert low == [None, -58.0, -55.0, -50.0] and high == [None, -51.0, -50.0, -49.0]
+    assert all(a <= b for a, b in zip(mean[1:], mean[2:], strict=False))
+    assert _stats([never, never]) == ([None] * 4, [None] * 4, [None] * 4)

@@ -345,3 +345,18 @@ def test_two_workers_on_one_sqlite_study_agree_with_one(tmp_path, one_worker):
     assert summary_of(two) == summary_of(one)
     assert two.best_trial.user_attrs["canonical"] == one.best_trial.user_attrs["canonical"]
     assert all(t.state != TrialState.RUNNING for t in two.trials)
+
+
+def test_a_surplus_trial_is_pruned_and_marked_not_trained_for_the_dashboard(monkeypatch):
+    """A trial that finds every rank taken (another worker's) ends PRUNED with ``trained`` = 1
+    and the dashboard's list, like every other trial of the study."""
+    from optuna_spikenas.objective import SpikeNASObjective
+
+    objective = SpikeNASObjective(config_from_dict(TINY))
+    monkeypatch.setattr(objective, "_stage", lambda trial: SURPLUS)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.state == TrialState.PRUNED and not trial.params
+    assert named_constraints(trial.system_attrs) == {"trained": 1.0}
+    assert trial.system_attrs[LIST_KEY] == [1.0]
