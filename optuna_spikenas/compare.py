@@ -140,7 +140,7 @@ def prepare_study(
         elif study.user_attrs.get(DONE_ATTR) != budget:
             log(f"{name}: unfinished or made with another budget, started again")
         else:
-            log(f"{name}: finished earlier with {budget}, reused")
+            log(f"{name}: finished earlier ({len(study.trials)} trials, budget {budget}), reused")
             return study, True
         optuna.delete_study(study_name=name, storage=storage)
     study = optuna.create_study(

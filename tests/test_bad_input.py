@@ -849,7 +849,7 @@ def test_row_compare_rerun_with_other_settings(ws, capsys):
     again = ["compare", "--config", first, "--out", out, "--no-png", "--no-artifacts"]
     capsys.readouterr()
     assert main(again) == 0
-    assert "finished earlier with 2 trials, reused" in capsys.readouterr().err
+    assert "finished earlier (2 trials, budget 2 trials), reused" in capsys.readouterr().err
     changed = ws.config(config, {"score": {"timesteps": 3}}, name="c2.toml")
     assert main(["compare", "--config", changed, "--out", out, "--no-png", "--no-artifacts"]) == 0
     err = capsys.readouterr().err
