@@ -1,4 +1,5 @@
-"""How busy the machine was during a benchmark: shared by the scripts in this folder."""
+"""How busy the machine was during a benchmark: shared by the scripts in this folder. The
+measurement is the package's (``optuna_spikenas.cpu_load``, which ``optimize`` uses too)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import platform
 import time
 from pathlib import Path
 from typing import Any
+
+from optuna_spikenas.cpu_load import PROC_STAT, machine_busy_seconds, others_share, read_cpu
+from optuna_spikenas.cpu_load import own_cpu_seconds as own_cpu_seconds
+
+__all__ = ["Probe", "busy_cpu_seconds", "cpu_model", "own_cpu_seconds"]
 
 
 def cpu_model() -> str:
@@ -24,30 +30,24 @@ def busy_cpu_seconds() -> float | None:
     """CPU seconds the whole machine has spent busy (all processes), from ``/proc/stat``
     (Linux only; None elsewhere)."""
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields)
+        return machine_busy_seconds(PROC_STAT.read_text())
     except (OSError, ValueError):
         return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds this process and its finished (waited-for) child processes have used."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 class Probe:
     """Wall time, own CPU time, and the share of the machine's CPU other processes took."""
 
     def __init__(self) -> None:
-        self.wall, self.busy, self.own = time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds()
+        self.start = read_cpu()
+        self.wall, self.own = time.perf_counter(), own_cpu_seconds()
 
     def report(self) -> dict[str, Any]:
         wall, own = time.perf_counter() - self.wall, own_cpu_seconds() - self.own
         out: dict[str, Any] = {"wall_seconds": round(wall, 2), "own_cpu_seconds": round(own, 2)}
-        busy = busy_cpu_seconds()
-        if busy is not None and self.busy is not None:
-            others = max(0.0, busy - self.busy - own)
-            out["other_processes_cpu_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
+        end = read_cpu()
+        if self.start is not None and end is not None:
+            share = others_share(self.start, end, os.cpu_count() or 1)
+            out["other_processes_cpu_share"] = round(share, 3)
         return out
+
