@@ -14,8 +14,8 @@ from optuna_spikenas.samplers.cellbycell import (
     CellByCellSampler,
     Phase,
     SearchState,
-    _attempts_by_slot,
-    _best_attempt,
+    attempts_by_slot,
+    best_attempt,
 )
 from optuna_spikenas.samplers.screen import (
     RANK_ATTR,
@@ -66,7 +66,7 @@ def candidates_text(count: int) -> str:
 def phase_scores(attempts: dict[int, list[FrozenTrial]], phase: Phase) -> list[float]:
     """The finite scores of the phase's candidates so far (one per candidate, as the sampler
     counts it: its first completed attempt)."""
-    found = (_best_attempt(attempts.get(slot, [])) for slot in range(phase.start, phase.end))
+    found = (best_attempt(attempts.get(slot, [])) for slot in range(phase.start, phase.end))
     return [t.values[0] for t in found if t is not None and _finite(first_value(t))]
 
 
@@ -124,7 +124,7 @@ class PhaseProgress:
 
         trials = self.study.get_trials(deepcopy=False)
         state = self.sampler.state(self.study, trials=trials)
-        attempts = _attempts_by_slot(trials)
+        attempts = attempts_by_slot(trials)
         if self.reported < len(state.winners):
             self.close()
             first = min(t.datetime_start for t in trials if t.datetime_start is not None)
@@ -169,7 +169,7 @@ class PhaseProgress:
         times: tuple[float, float],
     ) -> str:
         phase, slot = state.phases[index], state.winners[index]
-        winner = _best_attempt(attempts[slot])
+        winner = best_attempt(attempts[slot])
         assert winner is not None  # a phase's winner has a completed attempt
         count = len(phase.candidates)
         over = len(self.sampler.cells) - count

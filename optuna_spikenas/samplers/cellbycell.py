@@ -184,7 +184,7 @@ class CellByCellSampler(BaseSampler):
             trials = study.get_trials(deepcopy=False)
         if finishing is not None:
             trials = [finishing if t.number == finishing.number else t for t in trials]
-        attempts = _attempts_by_slot(trials)
+        attempts = attempts_by_slot(trials)
         phases: list[Phase] = []
         winners: list[int] = []
         prefix: tuple[Cell, ...] = ()
@@ -335,7 +335,7 @@ class CellByCellSampler(BaseSampler):
     def _orphan_slot(self, study: Study, phase: Phase, own_number: int) -> int | None:
         """The first slot of ``phase`` that no live trial works on and that has no result."""
         trials = [t for t in study.get_trials(deepcopy=False) if t.number != own_number]
-        attempts = _attempts_by_slot(trials)
+        attempts = attempts_by_slot(trials)
         for slot in range(phase.start, phase.end):
             tried = attempts.get(slot, [])
             # A WAITING retry (Optuna's RetryFailedTrialCallback) is not live: this trial may be
@@ -407,7 +407,7 @@ def grown_network(trials: Sequence[FrozenTrial]) -> GrownNetwork | None:
     settings or budget (``export`` has neither): the winner of the last finished phase, each
     phase as its trials recorded it when they claimed their slots (``PHASE_KEY``). None when no
     phase has finished, or the trials were made before phases were recorded."""
-    attempts = _attempts_by_slot(trials)
+    attempts = attempts_by_slot(trials)
     phases = sorted(
         {tuple(t.system_attrs[PHASE_KEY]) for t in trials if PHASE_KEY in t.system_attrs}
     )
@@ -417,7 +417,7 @@ def grown_network(trials: Sequence[FrozenTrial]) -> GrownNetwork | None:
         if not all(attempts_settled(attempts.get(slot, [])) for slot in slots):
             return None if grown is None else replace(grown, unfinished=k)
         slot = _best_slot(attempts, slots)
-        winner = None if slot is None else _best_attempt(attempts[slot])
+        winner = None if slot is None else best_attempt(attempts[slot])
         if winner is None:  # nothing in the phase scored: the network stopped growing
             break
         grown = GrownNetwork(winner, k, None)
@@ -428,7 +428,7 @@ def _result(state: SearchState, trials: Sequence[FrozenTrial]) -> FrozenTrial | 
     """The winner of ``state``'s last finished phase, read from ``trials``."""
     if not state.winners:
         return None
-    return _best_attempt(_attempts_by_slot(trials)[state.winners[-1]])
+    return best_attempt(attempts_by_slot(trials)[state.winners[-1]])
 
 
 # --- reading attempts from the trials --------------------------------------------------------
@@ -460,7 +460,9 @@ def _slot_of(trial: FrozenTrial, by_number: dict[int, FrozenTrial]) -> int:
     return trial.system_attrs.get(SLOT_KEY, trial.number)
 
 
-def _attempts_by_slot(trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
+def attempts_by_slot(trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
+    """Each candidate slot's trials (the first attempt and its retries), from the trials alone
+    (also read by ``summary.py``'s phase lines, so that they cannot disagree with the sampler)."""
     by_number = {t.number: t for t in trials}
     attempts: dict[int, list[FrozenTrial]] = {}
     for t in trials:
@@ -468,7 +470,8 @@ def _attempts_by_slot(trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTri
     return attempts
 
 
-def _best_attempt(tried: Sequence[FrozenTrial]) -> FrozenTrial | None:
+def best_attempt(tried: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The slot's result: its first complete attempt with values (None while there is none)."""
     done = [t for t in tried if t.state == TrialState.COMPLETE and t.values]
     return min(done, key=lambda t: t.number) if done else None
 
@@ -478,7 +481,7 @@ def _best_slot(attempts: dict[int, list[FrozenTrial]], slots: range) -> int | No
     lowest slot."""
     best: tuple[float, int] | None = None
     for slot in slots:
-        trial = _best_attempt(attempts.get(slot, []))
+        trial = best_attempt(attempts.get(slot, []))
         if trial is None or not _finite(trial.values[0]):
             continue
         if best is None or trial.values[0] > best[0]:
