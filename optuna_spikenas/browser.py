@@ -37,6 +37,14 @@ def find_chromium() -> str | None:
     return None
 
 
+def _chromium(given: str | None) -> str:
+    """``given``, else the system Chromium, or a one-line error saying how to install one."""
+    chromium = given or find_chromium()
+    if chromium is None:
+        raise BrowserError("no Chromium found (install it, e.g. `apt-get install chromium`)")
+    return chromium
+
+
 def _command(chromium: str, profile: str, args: list[str]) -> list[str]:
     # A throw-away profile: no state shared with the user's browser or between runs.
     return [
@@ -74,9 +82,7 @@ def dump_dom(
     target: str | Path, wait_ms: int = 5000, chromium: str | None = None, timeout: float = 60
 ) -> str:
     """The page's DOM after its scripts ran for ``wait_ms`` of (virtual) time."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise BrowserError("no Chromium found (install it, e.g. `apt-get install chromium`)")
+    chromium = _chromium(chromium)
     done = _run(
         chromium, [f"--virtual-time-budget={wait_ms}", "--dump-dom", page_url(target)], timeout
     )
@@ -95,9 +101,7 @@ def screenshot(
     timeout: float = 60,
 ) -> Path:
     """A ``width`` x ``height`` PNG of the page after its scripts ran for ``wait_ms``."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise BrowserError("no Chromium found (install it, e.g. `apt-get install chromium`)")
+    chromium = _chromium(chromium)
     png = Path(png).resolve()
     png.unlink(missing_ok=True)
     done = _run(
@@ -210,9 +214,7 @@ def evaluate(
 ) -> Any:
     """The value (JSON) of the JavaScript ``expression`` on the page in a ``width`` x ``height``
     window, ``wait_ms`` after it loaded; a promise is awaited (up to ``timeout`` s)."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise BrowserError("no Chromium found (install it, e.g. `apt-get install chromium`)")
+    chromium = _chromium(chromium)
     with tempfile.TemporaryDirectory(prefix="spikenas-chromium-") as profile:
         browser = _DevToolsPipe(chromium, profile, [f"--window-size={width},{height}"])
         try:

@@ -64,7 +64,12 @@ from optuna_spikenas.snn.autosnn import build_autosnn
 from optuna_spikenas.snn.network import build_network
 from optuna_spikenas.space import Architecture, SpaceError
 from optuna_spikenas.storage import StorageError, load_study, open_storage, redact
-from optuna_spikenas.study_binding import FINGERPRINT_ATTR, SETTINGS_ATTR, value_settings
+from optuna_spikenas.study_binding import (
+    FINGERPRINT_ATTR,
+    fingerprint,
+    settings_differences,
+    value_settings,
+)
 
 __all__ = [
     "ExportError",
@@ -250,19 +255,11 @@ def _check_config(study: optuna.Study, trial: FrozenTrial, config: Config) -> No
     """Refuse a config whose value-defining settings (dataset, split, seed, ...) are not those
     the trial was made with: the rebuilt document, and its train-split statistics, would not be
     the ones the search used."""
-    from optuna_spikenas.study_binding import fingerprint
-
     made_with = trial.user_attrs.get(FINGERPRINT_ATTR)
     settings = value_settings(config)
     if made_with is None or fingerprint(settings) == made_with:
         return
-    stored = study.user_attrs.get(SETTINGS_ATTR)
-    differing = ""
-    if isinstance(stored, dict) and study.user_attrs.get(FINGERPRINT_ATTR) == made_with:
-        keys = [k for k in dict.fromkeys([*settings, *stored]) if stored.get(k) != settings.get(k)]
-        differing = ": " + "; ".join(
-            f"{k} {stored.get(k)!r} there, {settings.get(k)!r} here" for k in keys
-        )
+    differing = settings_differences(study, settings, str(made_with))
     raise ExportError(
         f"--config is not the config trial {trial.number} was made with{differing}; pass the "
         "study's config"

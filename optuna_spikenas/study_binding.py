@@ -117,17 +117,24 @@ def bound_fingerprint(study: optuna.Study) -> str | None:
     return None
 
 
-def _refusal(study: optuna.Study, settings: dict[str, object], bound: str) -> StudySettingsError:
+def settings_differences(study: optuna.Study, settings: dict[str, object], bound: str) -> str:
+    """``": KEY THERE there, HERE here; ..."`` for each value-defining setting where the
+    settings the study recorded for the fingerprint ``bound`` differ from ``settings``; ""
+    when the study did not record them (its settings are those of another fingerprint)."""
     stored = study.user_attrs.get(SETTINGS_ATTR)
-    differing = ""
-    if isinstance(stored, dict) and study.user_attrs.get(FINGERPRINT_ATTR) == bound:
-        keys = [*settings, *(key for key in stored if key not in settings)]
-        changes = [
-            f"{key} {stored.get(key)!r} there, {settings.get(key)!r} here"
-            for key in keys
-            if stored.get(key) != settings.get(key)
-        ]
-        differing = ": " + "; ".join(changes)
+    if not isinstance(stored, dict) or study.user_attrs.get(FINGERPRINT_ATTR) != bound:
+        return ""
+    keys = [*settings, *(key for key in stored if key not in settings)]
+    changes = [
+        f"{key} {stored.get(key)!r} there, {settings.get(key)!r} here"
+        for key in keys
+        if stored.get(key) != settings.get(key)
+    ]
+    return ": " + "; ".join(changes)
+
+
+def _refusal(study: optuna.Study, settings: dict[str, object], bound: str) -> StudySettingsError:
+    differing = settings_differences(study, settings, bound)
     return StudySettingsError(
         f"study {study.study_name!r} holds trials made with other value-defining settings"
         f"{differing}; run it with those settings or use a new study (`optuna create-study`)"

@@ -25,6 +25,7 @@ from optuna_spikenas.samplers.screen import (
     counted_screen,
 )
 from optuna_spikenas.storage import redact
+from optuna_spikenas.wording import plural
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -57,10 +58,6 @@ def duration_text(seconds: float) -> str:
 def phase_name(k: int) -> str:
     """Phase 2 searches cells 1 and 2 together; phase k > 2 searches cell k."""
     return "phase 2 (cells 1-2)" if k == 2 else f"phase {k} (cell {k})"
-
-
-def candidates_text(count: int) -> str:
-    return f"{count} candidate{'s' * (count != 1)}"
 
 
 def phase_scores(attempts: dict[int, list[FrozenTrial]], phase: Phase) -> list[float]:
@@ -138,7 +135,7 @@ class PhaseProgress:
             unscored = len(state.phases) > len(state.winners)  # its last phase had no winner
             if phase is not None and unscored and self.reported < len(state.phases):
                 progress_line(
-                    f"{phase_name(phase.k)}: {candidates_text(len(phase.candidates))}, none "
+                    f"{phase_name(phase.k)}: {plural(len(phase.candidates), 'candidate')}, none "
                     "scored a finite value: the network stops growing"
                 )
                 self.reported = len(state.phases)
@@ -175,7 +172,7 @@ class PhaseProgress:
         over = len(self.sampler.cells) - count
         dropped = f" ({over} more over the budget)" if over else ""
         return (
-            f"{phase_name(phase.k)}: {candidates_text(count)}{dropped} in "
+            f"{phase_name(phase.k)}: {plural(count, 'candidate')}{dropped} in "
             f"{duration_text(times[0])} (total {duration_text(times[1])}); winner trial "
             f"{winner.number}, score {first_value(winner):.4f}: {phase.architecture(slot)}"
         )

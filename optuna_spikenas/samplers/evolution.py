@@ -17,7 +17,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -223,11 +223,10 @@ class EvolutionarySampler(BaseSampler):
     ) -> list[FrozenTrial]:
         """Complete trials of generations < ``before`` (all if None), best first; ties go to
         the earlier trial."""
-        sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
         limit = math.inf if before is None else before
         done = [t for t in trials if t.state == TrialState.COMPLETE and _generation(t) < limit]
         done = [t for t in done if self._genome(t) is not None]
-        return sorted(done, key=lambda t: (sign * t.values[0], t.number))
+        return sorted(done, key=_best_first(direction))
 
     def _members(self, trials: Sequence[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
         """Each generation's trials (any state but FAIL)."""
@@ -402,7 +401,6 @@ def fittest_trial(trials: Sequence[FrozenTrial], direction: StudyDirection) -> F
     """:meth:`EvolutionarySampler.best_trials` (its first) read from the trials alone, without
     the sampler (``export`` has none): the complete trial of the search (one that claimed a
     generation and a candidate) with the best value by ``direction``, the earlier among equals."""
-    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
     searched = [
         t
         for t in trials
@@ -411,7 +409,14 @@ def fittest_trial(trials: Sequence[FrozenTrial], direction: StudyDirection) -> F
         and _generation(t) < math.inf
         and (t.system_attrs.get(PARAMS_KEY) or t.system_attrs.get("fixed_params"))
     ]
-    return min(searched, key=lambda t: (sign * t.values[0], t.number), default=None)
+    return min(searched, key=_best_first(direction), default=None)
+
+
+def _best_first(direction: StudyDirection) -> Callable[[FrozenTrial], tuple[float, int]]:
+    """The sort key that puts the fittest trial first (the earlier one among equal values): the
+    ranking of the search (``_ranked``) and of ``fittest_trial``."""
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    return lambda t: (sign * t.values[0], t.number)
 
 
 def _all_trials(study: Study) -> list[FrozenTrial]:
