@@ -73,6 +73,11 @@ from machine_load import busy_cpu_seconds, cpu_model, own_cpu_seconds  # noqa: E
 from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas import score as score_module  # noqa: E402
+
+try:  # absent in trees before issue 18's twins (run those with --no-split)
+    from optuna_spikenas import spike_counts
+except ImportError:  # pragma: no cover
+    spike_counts = None  # type: ignore[assignment]
 from optuna_spikenas.config import load_config  # noqa: E402
 from optuna_spikenas.macros import Macro, get_macro  # noqa: E402
 from optuna_spikenas.objective import SpikeNASObjective  # noqa: E402
@@ -168,20 +173,21 @@ def kernel_of(kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 @contextmanager
 def timed_score_parts(sync: Callable[[], None]) -> Iterator[dict[str, float] | None]:
-    """Wrap the scorer's parts with timers while inside: ``count_spikes`` (the Gram matrices,
-    one batched matmul per neuron call) and the batched kernels of ``BATCHED_KERNELS`` (the
+    """Wrap the scorer's parts with timers while inside: ``spike_grams`` (the Gram matrices,
+    one batched matmul per neuron output) and the batched kernels of ``BATCHED_KERNELS`` (the
     ``B x B`` arithmetic) are ``kernel``; ``log_abs_det`` is ``logdet``.
 
-    Yields ``{"kernel": s, "logdet": s, "pairs": n}`` (``pairs``: the (layer, timestep) maps
-    counted), or None when ``optuna_spikenas.score`` no longer has the names this relies on.
+    Yields ``{"kernel": s, "logdet": s, "gram_maps": n}`` (``gram_maps``: the maps whose
+    Gram matrix was computed; a twin neuron's output, counted again, is not computed again),
+    or None when the package no longer has the names this relies on.
     """
-    counter = getattr(score_module, "count_spikes", None)
+    counter = None if spike_counts is None else getattr(spike_counts, "spike_grams", None)
     batched = getattr(score_module, "BATCHED_KERNELS", None)
     logdet = getattr(score_module, "log_abs_det", None)
     if counter is None or batched is None or logdet is None:
         yield None
         return
-    totals = {"kernel": 0.0, "logdet": 0.0, "pairs": 0.0}
+    totals = {"kernel": 0.0, "logdet": 0.0, "gram_maps": 0.0}
 
     def wrap(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -191,20 +197,20 @@ def timed_score_parts(sync: Callable[[], None]) -> Iterator[dict[str, float] | N
             sync()
             totals[key] += time.perf_counter() - start
             if fn is counter:
-                totals["pairs"] += int(args[0].shape[0])
+                totals["gram_maps"] += int(args[0].shape[0])
             return out
 
         return timed
 
     saved = dict(batched)
-    score_module.count_spikes = wrap(counter, "kernel")  # looked up by name at each call
+    spike_counts.spike_grams = wrap(counter, "kernel")  # looked up by name at each call
     for kernel, fn in saved.items():
         batched[kernel] = wrap(fn, "kernel")
     score_module.log_abs_det = wrap(logdet, "logdet")
     try:
         yield totals
     finally:
-        score_module.count_spikes = counter
+        spike_counts.spike_grams = counter
         batched.update(saved)
         score_module.log_abs_det = logdet
 
@@ -234,6 +240,14 @@ class Setting:
     study_seed: int
     note: str
     archs: list[tuple[str, Architecture]] = field(default_factory=list)
+
+
+def kernels_per_score(network: torch.nn.Module, batch: torch.Tensor) -> int:
+    """The (LIF layer, timestep) kernels one score of ``batch`` averages."""
+    with score_module.scoring_mode(network), torch.no_grad():
+        with score_module.SpikeKernelRecorder(network) as recorder:
+            network(batch)
+    return recorder.count
 
 
 def median(values: list[float]) -> float:
@@ -284,7 +298,8 @@ def run_setting(
             parts = time_score_parts(network, batch, setting.kind, sync) if split else None
             if parts is not None:
                 sample |= {"kernel": parts["kernel"], "logdet": parts["logdet"]}
-                sample["pairs"] = parts["pairs"]
+                sample["gram_maps"] = parts["gram_maps"]
+                sample["kernels"] = kernels_per_score(network, batch)
             samples[i].append(sample)
         share = probe.report().get("other_processes_cpu_share")
         others_share.append(share)
@@ -321,7 +336,8 @@ def run_setting(
                 "logdet_seconds": round(logdet_s, 5),
                 "rest_seconds": round(out["overhead_seconds"] - kernel_s - logdet_s, 5),
                 "kernel_fraction_of_forward": round(kernel_s / forward_s, 3),
-                "kernels_per_score": round(median([row["pairs"] for row in rows])),
+                "kernels_per_score": round(median([row["kernels"] for row in rows])),
+                "gram_matrices_per_score": round(median([row["gram_maps"] for row in rows])),
             }
         return out
 
@@ -494,13 +510,19 @@ def print_table(report: dict[str, Any]) -> None:
             row(f"  {a['arch']}", "", a)
     print()
     for name, s in report["settings"].items():
-        counts = sorted({a["kernels_per_score"] for a in s["per_arch"] if "kernels_per_score" in a})
-        pairs = "?" if not counts else "-".join(str(n) for n in sorted({counts[0], counts[-1]}))
+        pairs, grams = (
+            "-".join(str(n) for n in sorted({min(v), max(v)})) if v else "?"
+            for v in (
+                [a[key] for a in s["per_arch"] if key in a]
+                for key in ("kernels_per_score", "gram_matrices_per_score")
+            )
+        )
         print(
             f"{name}: {s['archs']} archs x {s['repeats']} repeats; width {s['width']}, "
             f"{s['num_cells']} cells, T={s['timesteps']}, images {s['image_shape']}; "
             f"overhead {100 * s['overhead_fraction']:.0f}% of the forward pass "
-            f"({pairs} kernels per score, one per LIF layer x timestep); "
+            f"({pairs} kernels per score, one per LIF layer x timestep, from {grams} Gram "
+            "matrices: twin neurons share one); "
             f"build {s['build_seconds']:.3f}s. {s['note']}."
         )
     print(

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 import torch
@@ -37,6 +37,9 @@ from torch import nn
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 from spikingjelly.activation_based import functional, neuron  # noqa: E402
+
+from optuna_spikenas import spike_counts  # noqa: E402
+from optuna_spikenas.spike_counts import GramPart, SpikeCounts, count_spikes  # noqa: E402
 
 __all__ = [
     "BATCHED_KERNELS",
@@ -59,68 +62,6 @@ Kernel = Callable[[torch.Tensor], torch.Tensor]
 """A layer's spikes ``[B, ...]`` to a float64 ``B x B`` kernel."""
 
 _EPS = 1e-3
-# Sums of 0/1 products are exact in float32 while they stay below 2**24.
-_FLOAT32_EXACT_LIMIT = 2**24
-
-
-@dataclass(frozen=True)
-class SpikeCounts:
-    """What every kernel of the Hamming family needs from ``M`` spike maps of ``B`` samples:
-    ``gram [M, B, B]`` (``x xᵀ``: units where both samples spike), ``row_sums [M, B]`` (spikes
-    per sample) and ``units [M]`` (``N`` of each map), all float64."""
-
-    gram: torch.Tensor
-    row_sums: torch.Tensor
-    units: torch.Tensor
-
-    def hamming_distances(self) -> torch.Tensor:
-        """``d_H(i,j) = s_i + s_j − 2·(x xᵀ)_ij``, ``[M, B, B]``."""
-        s = self.row_sums
-        return s[:, :, None] + s[:, None, :] - 2.0 * self.gram
-
-    @staticmethod
-    def concat(parts: Sequence[SpikeCounts]) -> SpikeCounts:
-        return SpikeCounts(
-            torch.cat([p.gram for p in parts]),
-            torch.cat([p.row_sums for p in parts]),
-            torch.cat([p.units for p in parts]),
-        )
-
-
-def count_spikes(spikes: torch.Tensor, binary: bool = False) -> SpikeCounts:
-    """``SpikeCounts`` of ``spikes [M, B, ...]`` (``M`` maps, e.g. the T steps of one layer;
-    a value ``> 0`` is a spike), with one batched matmul for all ``M`` maps.
-
-    ``binary`` says the values are already exactly 0 and 1 (a neuron's spikes), so they are
-    used as they are; otherwise ``x = (spikes > 0)`` is written into the matmul's dtype. The
-    Gram matrices are computed in float32 where that is exact (fewer than 2**24 units),
-    float64 otherwise; ``s_i = (x xᵀ)_ii`` since ``x`` is binary. The units are taken in
-    memory order (a channels-last map is not copied): ``x xᵀ`` and ``s`` do not depend on it.
-    """
-    if spikes.dim() < 3:
-        raise ValueError(f"spikes must have shape [M, B, ...], got {tuple(spikes.shape)}")
-    flat = _units_in_memory_order(spikes.detach())
-    n_units = flat.shape[2]
-    if n_units == 0:
-        raise ValueError("spikes have no units (N = 0)")
-    mm_dtype = torch.float32 if n_units < _FLOAT32_EXACT_LIMIT else torch.float64
-    if binary and flat.dtype == mm_dtype:
-        x = flat
-    else:
-        x = torch.empty(flat.shape, dtype=mm_dtype, device=flat.device)
-        torch.gt(flat, 0, out=x)
-    gram = torch.bmm(x, x.transpose(1, 2)).to(torch.float64)
-    row_sums = torch.diagonal(gram, dim1=1, dim2=2)
-    units = torch.full((x.shape[0],), float(n_units), dtype=torch.float64, device=x.device)
-    return SpikeCounts(gram, row_sums, units)
-
-
-def _units_in_memory_order(spikes: torch.Tensor) -> torch.Tensor:
-    """``spikes [M, B, ...]`` as ``[M, B, N]``, the trailing dims flattened in the order they
-    lie in memory (a view where the layout allows, e.g. channels-last)."""
-    strides = spikes.stride()
-    trailing = sorted(range(2, spikes.dim()), key=lambda d: -strides[d])
-    return spikes.permute(0, 1, *trailing).reshape(spikes.shape[0], spikes.shape[1], -1)
 
 
 def sahd_kernels(counts: SpikeCounts) -> torch.Tensor:
@@ -208,8 +149,9 @@ class SpikeKernelRecorder:
     ``kernel_sum / count``. The hooks are removed on exit.
 
     For the built-in kernels (``BATCHED_KERNELS``) a call only counts spikes (one batched
-    matmul over its timesteps) and the kernels are computed together when ``kernel_sum`` is
-    first read; any other kernel is called once per pair as the spikes come.
+    matmul over its timesteps; none for an output tensor already counted in the pass, as twin
+    neurons return, see ``snn/lean_neuron.py``) and the kernels are computed together when
+    ``kernel_sum`` is first read; any other kernel is called once per pair as the spikes come.
     """
 
     def __init__(self, module: nn.Module, kernel: Kernel = sahd_kernel) -> None:
@@ -217,7 +159,9 @@ class SpikeKernelRecorder:
         self.module = module
         self.count = 0
         self._batched = BATCHED_KERNELS.get(kernel)
-        self._pending: list[SpikeCounts] = []
+        self._pending: list[GramPart] = []
+        # Outputs seen in this pass (twin neurons return one tensor), while they are alive.
+        self._seen: dict[int, tuple[weakref.ref[torch.Tensor], GramPart]] = {}
         self._sum: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -226,35 +170,57 @@ class SpikeKernelRecorder:
         """``Σ K_layer`` over the pairs recorded so far (None before the first)."""
         if self._pending:
             assert self._batched is not None
-            total = self._batched(SpikeCounts.concat(self._pending)).sum(dim=0)
+            total = self._batched(GramPart.combine(self._pending)).sum(dim=0)
             self._sum = total if self._sum is None else self._sum + total
             self._pending.clear()
         return self._sum
 
-    def _add(self, steps: torch.Tensor, binary: bool) -> None:
-        """Record the maps ``steps [S, B, ...]`` (``binary``: exact 0.0 / 1.0 spikes)."""
+    def _add(self, spikes: torch.Tensor, steps: torch.Tensor, binary: bool) -> None:
+        """Record the maps ``steps [S, B, ...]`` of the neuron output ``spikes`` (``binary``:
+        exact 0.0 / 1.0 spikes). An output already recorded (the same tensor, returned by twin
+        neurons) counts again without a second matmul."""
         self.count += steps.shape[0]
-        if self._batched is not None:
-            self._pending.append(count_spikes(steps, binary))
+        if self._batched is None:
+            for one in steps:
+                kernel = self.kernel(one)
+                self._sum = kernel if self._sum is None else self._sum + kernel
             return
-        for spikes in steps:
-            kernel = self.kernel(spikes)
-            self._sum = kernel if self._sum is None else self._sum + kernel
+        key = id(spikes)
+        seen = self._seen.get(key)
+        if seen is not None and seen[0]() is spikes:
+            self._pending.append(seen[1])
+            return
+        part = spike_counts.spike_grams(steps, binary)
+        self._seen[key] = (weakref.ref(spikes, self._forget(key)), part)
+        self._pending.append(part)
 
-    def _hook(self, node: nn.Module, inputs: tuple[object, ...], output: object) -> None:
-        spikes = output[0] if isinstance(output, tuple) else output
-        if not isinstance(spikes, torch.Tensor):
-            raise TypeError(f"{type(node).__name__} returned {type(spikes).__name__}, not a tensor")
+    def _forget(self, key: int) -> Callable[[object], None]:
+        """A weak reference's callback: the output ``key`` is gone, so is its entry."""
+
+        def forget(_: object) -> None:
+            self._seen.pop(key, None)
+
+        return forget
+
+    def _hook_of(self, node: nn.Module) -> Callable[[nn.Module, tuple, object], None]:
         # A neuron whose surrogate fires in its forward (SpikingJelly's default) emits exact
         # 0.0 / 1.0 spikes, used as they are.
         binary = bool(getattr(getattr(node, "surrogate_function", None), "spiking", False))
-        multi_step = getattr(node, "step_mode", "s") == "m"
-        self._add(spikes if multi_step else spikes.unsqueeze(0), binary)
+
+        def hook(node: nn.Module, inputs: tuple, output: object) -> None:
+            spikes = output[0] if isinstance(output, tuple) else output
+            if not isinstance(spikes, torch.Tensor):
+                kind = type(spikes).__name__
+                raise TypeError(f"{type(node).__name__} returned {kind}, not a tensor")
+            multi_step = getattr(node, "step_mode", "s") == "m"
+            self._add(spikes, spikes if multi_step else spikes.unsqueeze(0), binary)
+
+        return hook
 
     def __enter__(self) -> SpikeKernelRecorder:
         for sub in self.module.modules():
             if isinstance(sub, neuron.BaseNode):
-                self._handles.append(sub.register_forward_hook(self._hook))
+                self._handles.append(sub.register_forward_hook(self._hook_of(sub)))
         return self
 
     def __exit__(
@@ -323,16 +289,37 @@ def kernel_score(network: nn.Module, batches: Sequence[torch.Tensor], kernel: Ke
 @contextlib.contextmanager
 def scoring_mode(network: nn.Module) -> Iterator[None]:
     """Training mode (BatchNorm on batch statistics, as SNASNet scores) for the block, then the
-    network exactly as it was: its mode, its buffers (BatchNorm running statistics) and its
-    neurons' states (``reset_net``)."""
-    was_training = network.training
-    saved_buffers = [(buf, buf.detach().clone()) for buf in network.buffers()]
+    network exactly as it was: each module's mode, the buffers (BatchNorm running statistics)
+    and the neurons' states (``reset_net``).
+
+    BatchNorm layers normalise by batch statistics without updating their running statistics
+    inside the block (``track_running_stats`` off: the same outputs, buffers untouched); any
+    other buffer is saved and restored."""
+    modules = list(network.modules())
+    modes = [m.training for m in modules]
+    norms = [
+        m
+        for m in modules
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    untouched = {id(buf) for m in norms for buf in m.buffers(recurse=False)}
+    saved_buffers = [
+        (buf, buf.detach().clone()) for buf in network.buffers() if id(buf) not in untouched
+    ]
     try:
-        network.train()
+        for m, mode in zip(modules, modes, strict=True):
+            if not mode:
+                m.training = True
+        for m in norms:
+            m.track_running_stats = False
         yield
     finally:
+        for m in norms:
+            m.track_running_stats = True
         functional.reset_net(network)
         with torch.no_grad():
             for buf, value in saved_buffers:
                 buf.copy_(value)
-        network.train(was_training)
+        for m, mode in zip(modules, modes, strict=True):
+            if m.training != mode:
+                m.training = mode

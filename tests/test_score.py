@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 from spikingjelly.activation_based import neuron, surrogate  # noqa: E402
 
+from optuna_spikenas import score, spike_counts  # noqa: E402
 from optuna_spikenas.score import (  # noqa: E402
     BATCHED_KERNELS,
     SpikeKernelRecorder,
@@ -360,3 +362,62 @@ def test_recorder_calls_a_kernel_without_batched_form_once_per_map() -> None:
     assert calls == [(5, 9)] * 4 and recorder.count == 4
     expected = torch.eye(5, dtype=torch.float64) * float(spikes.sum()) / 4
     torch.testing.assert_close(recorder.mean_kernel(), expected)
+
+
+ROUTES = {
+    # route: (bfloat16 dot products allowed, halves from this batch size on)
+    "bfloat16 dot products": (True, 10**9),
+    "float32 by halves": (False, 16),
+    "float32 whole": (False, 10**9),
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+@pytest.mark.parametrize(("maps", "batch", "units"), [(1, 32, 12544), (5, 16, 300), (2, 7, 50)])
+def test_every_gram_route_counts_exactly(monkeypatch, route: str, maps, batch, units) -> None:
+    bf16, halves_from = ROUTES[route]
+    allowed = bf16 and spike_counts._CPU_BF16
+    monkeypatch.setattr(spike_counts, "_bf16_exact_here", lambda x: allowed)
+    monkeypatch.setattr(spike_counts, "_HALVES_FROM", halves_from)
+    generator = torch.Generator().manual_seed(batch)
+    dense = torch.rand(batch, generator=generator)[:, None] * 0.9  # rates from 0 to 90 %
+    spikes = (torch.rand(maps, batch, units, generator=generator) < dense).float()
+    x = spikes.double()
+    expected = x @ x.transpose(1, 2)  # float64, an independent count
+    precision = torch.backends.mkldnn.matmul.fp32_precision
+    counts = count_spikes(spikes, binary=True)
+    assert torch.backends.mkldnn.matmul.fp32_precision == precision  # left as it was
+    torch.testing.assert_close(counts.gram, expected, rtol=0, atol=0)
+    torch.testing.assert_close(counts.row_sums, x.sum(dim=2), rtol=0, atol=0)
+
+
+def test_only_the_main_thread_takes_the_bfloat16_route() -> None:
+    spikes = torch.ones(1, 4, 8)
+    seen: dict[str, bool] = {}
+    check = spike_counts._bf16_exact_here
+    worker = threading.Thread(target=lambda: seen.update(worker=check(spikes)))
+    worker.start()
+    worker.join()
+    assert seen == {"worker": False}
+    assert spike_counts._bf16_exact_here(spikes) == spike_counts._CPU_BF16
+    assert not spike_counts._bf16_exact_here(spikes.double())
+
+
+def test_scoring_mode_leaves_statistics_and_each_modules_mode_as_they_were() -> None:
+    torch.manual_seed(0)
+    network = TinyConvSNN()
+    network.train()
+    frozen = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)][0]
+    frozen.eval()  # a submodule in its own mode
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
+    with score.scoring_mode(network), torch.no_grad():
+        assert all(m.training for m in network.modules())
+        assert not any(m.track_running_stats for m in norms)  # batch statistics, no updates
+        network(image_batches(count=1)[0])
+        for key, value in network.state_dict().items():
+            assert torch.equal(value, before[key]), key  # untouched inside the block too
+    assert all(m.track_running_stats for m in norms)
+    assert network.training and not frozen.training
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, before[key]), key

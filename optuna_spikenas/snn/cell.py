@@ -2,12 +2,14 @@
 
 A network calls a cell once per timestep (``forward``), or, for a cell without backward edges,
 once for all timesteps (``forward_steps``, ``[T, B, ...]``: see ``multistep.py``). Node values
-are real-valued sums; every conv op owns a LIF neuron that it applies to its input
-(pre-activation). Backward edges write into a buffer that is added to their target node at the
-next timestep, so the cell is a ``MemoryModule`` whose state ``functional.reset_net`` clears
-together with the neurons'. As in SNASNet's cell, every op runs at every step: a node with no
-value yet (fed only through a backward edge, at the first step) is a zero tensor, and the sums
-are taken in SNASNet's order, so outputs agree with its cell exactly.
+are real-valued sums; every conv op owns a LIF neuron that it applies to its input (pre-
+activation); the neurons of the ops fed by one node are twins (``lean_neuron.py``): where no
+gradient is taken, the first of them to run in a step computes for all. Backward edges write
+into a buffer that is added to their target node at the next timestep, so the cell is a
+``MemoryModule`` whose state ``functional.reset_net`` clears together with the neurons'. As in
+SNASNet's cell, every op runs at every step: a node with no value yet (fed only through a
+backward edge, at the first step) is a zero tensor, and the sums are taken in SNASNet's order,
+so outputs agree with its cell exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from optuna_spikenas.snn.lean_neuron import Charge, LeanForward
+from optuna_spikenas.snn.lean_neuron import Charge, LeanForward, share_input
 from optuna_spikenas.snn.multistep import run_steps
 from optuna_spikenas.space import AVGPOOL3X3, CONV1X1, CONV3X3, NUM_NODES, SKIP, Cell
 
@@ -98,6 +100,16 @@ class SpikingCell(base.MemoryModule):
         self.ops = nn.ModuleDict(
             {f"{src}{dst}": make_op(code, channels) for src, dst, code in self.cell.edges()}
         )
+        # The neurons of the conv ops fed by one node always see that node's value from the
+        # same state: twins, computed once per step where no gradient is taken.
+        for src in range(NUM_NODES):
+            share_input(
+                [
+                    op[0]
+                    for (s, _), op in zip(self.edge_list, self.ops.values(), strict=True)
+                    if s == src and isinstance(op, nn.Sequential) and isinstance(op[0], LeanForward)
+                ]
+            )
         # Backward edges' outputs of the previous step, per target node (None before step 1).
         self.register_memory("feedback", None)
 

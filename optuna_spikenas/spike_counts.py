@@ -1,0 +1,179 @@
+"""What every kernel of the Hamming family needs from spike maps, counted exactly.
+
+For ``M`` binary spike maps of ``B`` samples and ``N`` units each, ``x ∈ {0,1}^(M×B×N)``:
+the Gram matrices ``x xᵀ`` (units where both samples spike), the spikes per sample
+``s_i = (x xᵀ)_ii`` and ``N`` (``SpikeCounts``). One batched matmul per neuron output; the
+counts are exact: sums of 0/1 products in float32 below 2**24 units (float64 above). Three
+routes give the same integers:
+
+* on a CPU with bfloat16 dot products (AVX512-BF16 or AMX), in the main thread: oneDNN's
+  bfloat16 math for the duration of the matmul (inputs rounded to bfloat16, where 0 and 1 are
+  exact, products summed in float32);
+* otherwise, for an even batch of 16 or more, by halves: ``x xᵀ`` is symmetric, so the two
+  diagonal blocks and one off-diagonal block (three quarters of the products);
+* otherwise one float32 (float64) matmul.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["GramPart", "SpikeCounts", "count_spikes", "spike_grams"]
+
+# Sums of 0/1 products are exact in float32 while they stay below 2**24.
+_FLOAT32_EXACT_LIMIT = 2**24
+
+
+@dataclass(frozen=True)
+class SpikeCounts:
+    """What every kernel of the Hamming family needs from ``M`` spike maps of ``B`` samples:
+    ``gram [M, B, B]`` (``x xᵀ``: units where both samples spike), ``row_sums [M, B]`` (spikes
+    per sample) and ``units [M]`` (``N`` of each map), all float64."""
+
+    gram: torch.Tensor
+    row_sums: torch.Tensor
+    units: torch.Tensor
+
+    def hamming_distances(self) -> torch.Tensor:
+        """``d_H(i,j) = s_i + s_j − 2·(x xᵀ)_ij``, ``[M, B, B]``."""
+        s = self.row_sums
+        return s[:, :, None] + s[:, None, :] - 2.0 * self.gram
+
+
+def count_spikes(spikes: torch.Tensor, binary: bool = False) -> SpikeCounts:
+    """``SpikeCounts`` of ``spikes [M, B, ...]`` (``M`` maps, e.g. the T steps of one layer;
+    a value ``> 0`` is a spike), with one batched matmul for all ``M`` maps.
+
+    ``binary`` says the values are already exactly 0 and 1 (a neuron's spikes), so they are
+    used as they are; otherwise ``x = (spikes > 0)`` is written into the matmul's dtype. The
+    Gram matrices are computed in float32 where that is exact (fewer than 2**24 units),
+    float64 otherwise; ``s_i = (x xᵀ)_ii`` since ``x`` is binary. The units are taken in
+    memory order (a channels-last map is not copied): ``x xᵀ`` and ``s`` do not depend on it.
+    """
+    return GramPart.combine([spike_grams(spikes, binary)])
+
+
+# Batches at least this large (and even) have their Gram matrices computed by halves.
+_HALVES_FROM = 16
+
+
+@dataclass(frozen=True)
+class GramPart:
+    """The Gram matrices ``x xᵀ [M, B, B]`` of ``M`` maps of ``units`` units each, in the
+    matmul's dtype: what a neuron call adds, turned into ``SpikeCounts`` (float64) in bulk.
+
+    ``x xᵀ`` is symmetric, so for an even batch of ``_HALVES_FROM`` or more it is kept as the
+    blocks of the two halves of the samples, ``x_a x_aᵀ`` and ``x_b x_bᵀ`` (``diagonal
+    [M, 2, B/2, B/2]``) and ``x_a x_bᵀ`` (``cross [M, B/2, B/2]``): three quarters of the
+    products, assembled for all parts at once."""
+
+    units: int
+    gram: torch.Tensor | None = None
+    diagonal: torch.Tensor | None = None
+    cross: torch.Tensor | None = None
+
+    @staticmethod
+    def combine(parts: Sequence[GramPart]) -> SpikeCounts:
+        """The parts' ``SpikeCounts``, in order, with one conversion to float64."""
+        if all(p.gram is None for p in parts):
+            diagonal = torch.cat([p.diagonal for p in parts])  # type: ignore[misc]
+            gram = _assemble(diagonal, torch.cat([p.cross for p in parts]))  # type: ignore[misc]
+        else:
+            gram = torch.cat([p.full() for p in parts])  # cat promotes float32 to float64
+        gram = gram.to(torch.float64)
+        units = torch.tensor(
+            [float(p.units) for p in parts for _ in range(p.maps)],
+            dtype=torch.float64,
+            device=gram.device,
+        )
+        return SpikeCounts(gram, torch.diagonal(gram, dim1=1, dim2=2), units)
+
+    @property
+    def maps(self) -> int:
+        return int((self.gram if self.gram is not None else self.cross).shape[0])  # type: ignore[union-attr]
+
+    def full(self) -> torch.Tensor:
+        if self.gram is not None:
+            return self.gram
+        assert self.diagonal is not None and self.cross is not None
+        return _assemble(self.diagonal, self.cross)
+
+
+def _assemble(diagonal: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+    """``[[A, C], [Cᵀ, B]]`` from ``diagonal [M, 2, h, h]`` (A, B) and ``cross [M, h, h]`` (C)."""
+    h = cross.shape[1]
+    gram = cross.new_empty(cross.shape[0], 2 * h, 2 * h)
+    gram[:, :h, :h] = diagonal[:, 0]
+    gram[:, h:, h:] = diagonal[:, 1]
+    gram[:, :h, h:] = cross
+    gram[:, h:, :h] = cross.transpose(1, 2)
+    return gram
+
+
+def spike_grams(spikes: torch.Tensor, binary: bool) -> GramPart:
+    """The Gram matrices of ``spikes [M, B, ...]`` (see ``count_spikes``), before float64."""
+    if spikes.dim() < 3:
+        raise ValueError(f"spikes must have shape [M, B, ...], got {tuple(spikes.shape)}")
+    flat = _units_in_memory_order(spikes.detach())
+    maps, batch, n_units = flat.shape
+    if n_units == 0:
+        raise ValueError("spikes have no units (N = 0)")
+    mm_dtype = torch.float32 if n_units < _FLOAT32_EXACT_LIMIT else torch.float64
+    if binary and flat.dtype == mm_dtype:
+        x = flat
+    else:
+        x = torch.empty(flat.shape, dtype=mm_dtype, device=flat.device)
+        torch.gt(flat, 0, out=x)
+    if _bf16_exact_here(x):
+        return GramPart(n_units, gram=_bf16_gram(x))
+    if batch % 2 or batch < _HALVES_FROM:
+        return GramPart(n_units, gram=torch.bmm(x, x.transpose(1, 2)))
+    h = batch // 2
+    halves = x.reshape(maps * 2, h, n_units)
+    diagonal = torch.bmm(halves, halves.transpose(1, 2)).view(maps, 2, h, h)
+    cross = torch.bmm(x[:, :h], x[:, h:].transpose(1, 2))
+    return GramPart(n_units, diagonal=diagonal, cross=cross)
+
+
+_CPU_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+_MAIN_THREAD = threading.main_thread().ident
+
+
+def _bf16_exact_here(x: torch.Tensor) -> bool:
+    """Whether ``x``'s Gram matrices can run on the CPU's bfloat16 dot products: ``x`` holds
+    0.0 / 1.0 (exact in bfloat16) in float32, the products are summed in float32 (exact below
+    2**24), the CPU has the instructions, and this is the main thread, since the precision is a
+    process-wide setting for the duration of the matmul (Optuna's ``n_jobs`` threads, which may
+    run a network's float32 matmuls meanwhile, take the float32 route)."""
+    return (
+        _CPU_BF16
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and threading.get_ident() == _MAIN_THREAD
+    )
+
+
+def _bf16_gram(x: torch.Tensor) -> torch.Tensor:
+    """``x xᵀ`` of a binary float32 ``x [M, B, N]`` with oneDNN's bfloat16 math: inputs rounded
+    to bfloat16 (0 and 1 stay exact), products summed in float32 (exact), float32 out."""
+    matmul = torch.backends.mkldnn.matmul  # type: ignore[attr-defined]
+    previous = matmul.fp32_precision
+    matmul.fp32_precision = "bf16"
+    try:
+        return torch.bmm(x, x.transpose(1, 2))
+    finally:
+        matmul.fp32_precision = previous
+
+
+def _units_in_memory_order(spikes: torch.Tensor) -> torch.Tensor:
+    """``spikes [M, B, ...]`` as ``[M, B, N]``, the trailing dims flattened in the order they
+    lie in memory (a view where the layout allows, e.g. channels-last)."""
+    if spikes.is_contiguous():
+        return spikes.view(spikes.shape[0], spikes.shape[1], -1)
+    strides = spikes.stride()
+    trailing = sorted(range(2, spikes.dim()), key=lambda d: -strides[d])
+    return spikes.permute(0, 1, *trailing).reshape(spikes.shape[0], spikes.shape[1], -1)
