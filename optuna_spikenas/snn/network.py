@@ -66,8 +66,8 @@ class SpikingNetwork(nn.Module):
     one timestep at a time through the whole network; ``"multi"`` each layer over all timesteps
     at once (only without backward edges, see ``multistep.py``); ``"auto"`` (default) picks
     the faster as measured by ``benchmarks/step_modes.py``: multi-step for passes that take
-    gradients (training: 6-23 % faster on the CPU) and on a GPU; on the CPU, a pass without
-    gradients (scoring, evaluation) runs single-step (5-9 % faster at the quickstart's size).
+    gradients (training: 7-26 % faster on the CPU) and on a GPU; on the CPU, a pass without
+    gradients (scoring, evaluation) runs single-step (6-7 % faster at the quickstart's size).
     Weights and activations are kept channels-last (NHWC), which the CPU's convolutions run
     faster."""
 
