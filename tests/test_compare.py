@@ -219,5 +219,6 @@ def test_a_wall_time_budget_gives_every_run_the_same_seconds(tmp_path, one_threa
         trials = study.get_trials()
         assert len(trials) >= 1
         first = min(t.datetime_start for t in trials)
-        # Optuna checks the timeout between trials: none starts after it
-        assert all((t.datetime_start - first).total_seconds() < 2.0 for t in trials)
+        # Optuna checks the timeout between trials: none starts after it (a trial created just
+        # after a check at 1.99 s starts a little past 2 s on a slow machine: flaked once)
+        assert all((t.datetime_start - first).total_seconds() < 2.5 for t in trials)
