@@ -125,8 +125,9 @@ class LeanForward:
 
 
 def share_input(neurons: Sequence[LeanForward]) -> None:
-    """Make ``neurons`` twins: the caller promises they are of one kind and settings and are
-    always given the same tensor, from the same state (see the module's docstring)."""
+    """Make ``neurons`` twins. The caller promises they compute alike (one kind, the same
+    charge and threshold); a twin takes another's step only when given the very tensor that one
+    was given, from the very potential it holds (see the module's docstring)."""
     if len(neurons) < 2:
         return
     kinds = {type(n) for n in neurons}
