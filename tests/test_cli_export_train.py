@@ -44,17 +44,24 @@ def run(*args, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+def optimized(tmp: Path, name: str, config_text: str, *flags: str):
+    """A study ``name`` in ``tmp/name.db`` created and searched by ``optimize`` with the config
+    ``config_text`` (written to ``tmp/name.toml``): its URL, the config's path, what it printed."""
+    url = f"sqlite:///{tmp / f'{name}.db'}"
+    config = tmp / f"{name}.toml"
+    config.write_text(config_text)
+    assert run(BIN / "optuna", "create-study", "--storage", url, "--study-name", name,
+               "--direction", "maximize").returncode == 0
+    done = run(BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", name,
+               "--config", config, "--quiet", *flags)
+    assert done.returncode == 0, done.stderr
+    return url, config, done
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
-    url = f"sqlite:///{tmp / 'nas.db'}"
-    config = tmp / "search.toml"
-    config.write_text(CONFIG)
-    assert run(BIN / "optuna", "create-study", "--storage", url, "--study-name", "s",
-               "--direction", "maximize").returncode == 0
-    done = run(BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", "s",
-               "--config", config, "--quiet")
-    assert done.returncode == 0, done.stderr
+    url, config, _ = optimized(tmp, "s", CONFIG)
     return tmp, url, config
 
 
@@ -101,20 +108,11 @@ def test_bad_input_ends_in_one_line(searched, args, message):
     assert not (tmp / "x").exists()  # nothing half-written
 
 
-
-
 @pytest.fixture(scope="module")
 def grown(tmp_path_factory):
     """A complete cell-by-cell search (test_cellbycell's tiny one) and what optimize printed."""
     tmp = tmp_path_factory.mktemp("grown")
-    url = f"sqlite:///{tmp / 'grown.db'}"
-    config = tmp / "grown.toml"
-    config.write_text(TINY_CELL_BY_CELL)
-    assert run(BIN / "optuna", "create-study", "--storage", url, "--study-name", "g",
-               "--direction", "maximize").returncode == 0
-    done = run(BIN / "optuna-spikenas", "optimize", "--storage", url, "--study-name", "g",
-               "--config", config, "--threads", "1", "--quiet")
-    assert done.returncode == 0, done.stderr
+    url, config, done = optimized(tmp, "g", TINY_CELL_BY_CELL, "--threads", "1")
     return tmp, url, config, done.stdout
 
 
@@ -167,7 +165,7 @@ def test_a_better_score_outside_the_search_does_not_change_what_is_exported(grow
     scores higher than the grown network is not exported."""
     tmp, url, config, _ = grown
     final = sampler_result(url, config)
-    shutil.copyfile(tmp / "grown.db", tmp_path / "copy.db")
+    shutil.copyfile(tmp / "g.db", tmp_path / "copy.db")
     copy = f"sqlite:///{tmp_path / 'copy.db'}"
     study = optuna.load_study(study_name="g", storage=copy)
     study.add_trial(create_trial(value=final.value + 1.0, user_attrs=dict(final.user_attrs)))
