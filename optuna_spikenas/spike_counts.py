@@ -63,50 +63,34 @@ _HALVES_FROM = 16
 
 @dataclass(frozen=True)
 class GramPart:
-    """The Gram matrices ``x xᵀ [M, B, B]`` of ``M`` maps of ``units`` units each, in the
-    matmul's dtype: what a neuron call adds, turned into ``SpikeCounts`` (float64) in bulk.
+    """The Gram matrices ``gram = x xᵀ [M, B, B]`` of ``M`` maps of ``units`` units each, in the
+    matmul's dtype: what a neuron call adds, turned into ``SpikeCounts`` (float64) in bulk."""
 
-    ``x xᵀ`` is symmetric, so for an even batch of ``_HALVES_FROM`` or more it is kept as the
-    blocks of the two halves of the samples, ``x_a x_aᵀ`` and ``x_b x_bᵀ`` (``diagonal
-    [M, 2, B/2, B/2]``) and ``x_a x_bᵀ`` (``cross [M, B/2, B/2]``): three quarters of the
-    products, assembled for all parts at once."""
-
+    gram: torch.Tensor
     units: int
-    gram: torch.Tensor | None = None
-    diagonal: torch.Tensor | None = None
-    cross: torch.Tensor | None = None
 
     @staticmethod
     def combine(parts: Sequence[GramPart]) -> SpikeCounts:
         """The parts' ``SpikeCounts``, in order, with one conversion to float64."""
-        if all(p.gram is None for p in parts):
-            diagonal = torch.cat([p.diagonal for p in parts])  # type: ignore[misc]
-            gram = _assemble(diagonal, torch.cat([p.cross for p in parts]))  # type: ignore[misc]
-        else:
-            gram = torch.cat([p.full() for p in parts])  # cat promotes float32 to float64
-        gram = gram.to(torch.float64)
+        gram = torch.cat([p.gram for p in parts]).to(torch.float64)  # cat promotes dtypes
         units = torch.tensor(
-            [float(p.units) for p in parts for _ in range(p.maps)],
+            [float(p.units) for p in parts for _ in range(p.gram.shape[0])],
             dtype=torch.float64,
             device=gram.device,
         )
         return SpikeCounts(gram, torch.diagonal(gram, dim1=1, dim2=2), units)
 
-    @property
-    def maps(self) -> int:
-        return int((self.gram if self.gram is not None else self.cross).shape[0])  # type: ignore[union-attr]
 
-    def full(self) -> torch.Tensor:
-        if self.gram is not None:
-            return self.gram
-        assert self.diagonal is not None and self.cross is not None
-        return _assemble(self.diagonal, self.cross)
-
-
-def _assemble(diagonal: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-    """``[[A, C], [Cᵀ, B]]`` from ``diagonal [M, 2, h, h]`` (A, B) and ``cross [M, h, h]`` (C)."""
-    h = cross.shape[1]
-    gram = cross.new_empty(cross.shape[0], 2 * h, 2 * h)
+def _gram_by_halves(x: torch.Tensor) -> torch.Tensor:
+    """``x xᵀ`` of ``x [M, B, N]`` (``B`` even) from three quarters of the products: the blocks
+    ``x_a x_aᵀ``, ``x_b x_bᵀ`` and ``x_a x_bᵀ`` of the two halves of the samples, the fourth
+    being the transpose of the third (``x xᵀ`` is symmetric)."""
+    maps, batch, n_units = x.shape
+    h = batch // 2
+    halves = x.reshape(maps * 2, h, n_units)
+    diagonal = torch.bmm(halves, halves.transpose(1, 2)).view(maps, 2, h, h)
+    cross = torch.bmm(x[:, :h], x[:, h:].transpose(1, 2))
+    gram = cross.new_empty(maps, batch, batch)
     gram[:, :h, :h] = diagonal[:, 0]
     gram[:, h:, h:] = diagonal[:, 1]
     gram[:, :h, h:] = cross
@@ -119,7 +103,7 @@ def spike_grams(spikes: torch.Tensor, binary: bool) -> GramPart:
     if spikes.dim() < 3:
         raise ValueError(f"spikes must have shape [M, B, ...], got {tuple(spikes.shape)}")
     flat = _units_in_memory_order(spikes.detach())
-    maps, batch, n_units = flat.shape
+    _, batch, n_units = flat.shape
     if n_units == 0:
         raise ValueError("spikes have no units (N = 0)")
     mm_dtype = torch.float32 if n_units < _FLOAT32_EXACT_LIMIT else torch.float64
@@ -129,14 +113,10 @@ def spike_grams(spikes: torch.Tensor, binary: bool) -> GramPart:
         x = torch.empty(flat.shape, dtype=mm_dtype, device=flat.device)
         torch.gt(flat, 0, out=x)
     if _bf16_exact_here(x):
-        return GramPart(n_units, gram=_bf16_gram(x))
+        return GramPart(_bf16_gram(x), n_units)
     if batch % 2 or batch < _HALVES_FROM:
-        return GramPart(n_units, gram=torch.bmm(x, x.transpose(1, 2)))
-    h = batch // 2
-    halves = x.reshape(maps * 2, h, n_units)
-    diagonal = torch.bmm(halves, halves.transpose(1, 2)).view(maps, 2, h, h)
-    cross = torch.bmm(x[:, :h], x[:, h:].transpose(1, 2))
-    return GramPart(n_units, diagonal=diagonal, cross=cross)
+        return GramPart(torch.bmm(x, x.transpose(1, 2)), n_units)
+    return GramPart(_gram_by_halves(x), n_units)
 
 
 _CPU_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
