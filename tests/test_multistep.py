@@ -17,6 +17,7 @@ import torch
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
+from spike_recording import SpikeRecorder  # noqa: E402
 from spikingjelly.activation_based import functional, neuron, surrogate  # noqa: E402
 
 from optuna_spikenas.macros import get_macro  # noqa: E402
@@ -62,30 +63,6 @@ def pair(case_index: int, seed: int) -> tuple[SpikingNetwork, SpikingNetwork, to
     multi.set_step_mode("multi")
     images = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(seed))
     return single, multi, images * 3
-
-
-class SpikeRecorder:
-    """Every neuron layer's spikes, as ``[T, B, ...]`` per layer, whatever the step mode."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        self.spikes: dict[str, list[torch.Tensor]] = {}
-        self.handles = [
-            module.register_forward_hook(self.hook(name))
-            for name, module in network.named_modules()
-            if isinstance(module, neuron.BaseNode)
-        ]
-
-    def hook(self, name: str):
-        def record(module, inputs, output):
-            steps = output if module.step_mode == "m" else output.unsqueeze(0)
-            self.spikes.setdefault(name, []).extend(s.detach().clone() for s in steps)
-
-        return record
-
-    def stacked(self) -> dict[str, torch.Tensor]:
-        for handle in self.handles:
-            handle.remove()
-        return {name: torch.stack(steps) for name, steps in self.spikes.items()}
 
 
 @pytest.mark.parametrize("case_index", range(len(CASES)))

@@ -17,7 +17,8 @@ import torch
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
-from spikingjelly.activation_based import functional, neuron  # noqa: E402
+from spike_recording import SpikeRecorder  # noqa: E402
+from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas import spike_counts  # noqa: E402
 from optuna_spikenas.macros import get_macro  # noqa: E402
@@ -64,27 +65,12 @@ def twin_groups(network: torch.nn.Module) -> int:
 
 def run(network: SpikingNetwork, images: torch.Tensor, training: bool):
     """Output and every neuron layer's spikes ``{name: [T, B, ...]}`` of one no-grad pass."""
-    spikes: dict[str, list[torch.Tensor]] = {}
-
-    def hook(name):
-        def record(module, inputs, output):
-            steps = output if module.step_mode == "m" else output.unsqueeze(0)
-            spikes.setdefault(name, []).extend(s.clone() for s in steps)
-
-        return record
-
-    handles = [
-        m.register_forward_hook(hook(name))
-        for name, m in network.named_modules()
-        if isinstance(m, neuron.BaseNode)
-    ]
     network.train(training)
+    recorder = SpikeRecorder(network)
     with torch.no_grad():
         out = network(images)
     functional.reset_net(network)
-    for h in handles:
-        h.remove()
-    return out, {k: torch.stack(v) for k, v in spikes.items()}
+    return out, recorder.stacked()
 
 
 @pytest.mark.parametrize(
