@@ -69,7 +69,7 @@ import torch
 
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
-from machine_load import busy_cpu_seconds, cpu_model, own_cpu_seconds  # noqa: E402
+from machine_load import Probe, cpu_model  # noqa: E402
 from spikingjelly.activation_based import functional  # noqa: E402
 
 from optuna_spikenas import score as score_module  # noqa: E402
@@ -429,31 +429,21 @@ def load_average() -> list[float] | None:
         return None
 
 
-@dataclass
-class ContentionProbe:
-    """How much CPU other processes took while the benchmark ran (Linux only)."""
+class ContentionProbe(Probe):
+    """``machine_load.Probe`` (wall and own CPU time, other processes' share of the CPU, with
+    their CPU seconds) and the load average before and after."""
 
-    wall: float = field(default_factory=time.perf_counter)
-    busy: float | None = field(default_factory=busy_cpu_seconds)
-    own: float = field(default_factory=own_cpu_seconds)
-    load: list[float] | None = field(default_factory=load_average)
+    def __init__(self) -> None:
+        super().__init__()
+        self.load = load_average()
 
     def report(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self.wall
-        own = own_cpu_seconds() - self.own
-        busy = busy_cpu_seconds()
-        out: dict[str, Any] = {
-            "wall_seconds": round(wall, 2),
-            "own_cpu_seconds": round(own, 2),
-            "load_average_before": self.load,
-            "load_average_after": load_average(),
-        }
-        if busy is not None and self.busy is not None:
-            others = max(0.0, busy - self.busy - own)
-            out["other_processes_cpu_seconds"] = round(others, 2)
-            # Share of the machine's CPU capacity (wall x cores) used by other processes.
-            out["other_processes_cpu_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
-        return out
+        out = super().report()
+        share = out.get("other_processes_cpu_share")
+        if share is not None:
+            cores = os.cpu_count() or 1
+            out["other_processes_cpu_seconds"] = round(share * out["wall_seconds"] * cores, 2)
+        return out | {"load_average_before": self.load, "load_average_after": load_average()}
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
