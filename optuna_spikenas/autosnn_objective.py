@@ -23,10 +23,10 @@ from weakref import WeakKeyDictionary
 
 import optuna
 
+from optuna_spikenas.attribute_batch import AttributeBatch
 from optuna_spikenas.autosnn_space import AutoSNNArchitecture, autosnn_parameters, suggest_autosnn
 from optuna_spikenas.budgets import excess
 from optuna_spikenas.config import Config, require_config
-from optuna_spikenas.constraint_list import record_constraint_list
 from optuna_spikenas.spikes import Activity
 from optuna_spikenas.study_binding import bound_to_settings, config_fingerprint
 from optuna_spikenas.study_setup import (
@@ -90,13 +90,16 @@ class AutoSNNObjective:
     @bound_to_settings
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         arch = suggest_autosnn(trial)
-        trial.set_user_attr("architecture", str(arch))
-        trial.set_user_attr("canonical", str(arch))
-        if not self._record_memory(trial, arch):
+        with AttributeBatch(trial) as attrs:  # one storage transaction for all of them
+            attrs.set_user_attr("architecture", str(arch))
+            attrs.set_user_attr("canonical", str(arch))
+            feasible = self._record_memory(attrs, arch)
+        if not feasible:
             return NOT_SCORED if len(self.directions) == 1 else (NOT_SCORED, math.inf)
         previous = find_scored_duplicate(trial.study, str(arch), self.fingerprint)
         if previous is not None:
-            return reuse_values(trial, previous)
+            with AttributeBatch(trial) as attrs:
+                return reuse_values(attrs, previous)
         start = time.perf_counter()
         result = evaluate_path(self.supernet, arch, self.heldout, self.settings)
         value = fitness(
@@ -105,14 +108,16 @@ class AutoSNNObjective:
             self.reference_spikes,
             self.config.fitness.spike_exponent,
         )
-        trial.set_user_attr("evaluate_seconds", round(time.perf_counter() - start, 4))
-        trial.set_user_attr("accuracy", result.accuracy)
-        trial.set_user_attr("fitness", value)
-        trial.set_user_attr("reference_spikes", round(self.reference_spikes, 3))
-        trial.set_user_attr("spike_exponent", self.config.fitness.spike_exponent)
-        for key, attr in result.activity.as_user_attrs(self.config.budget.weight_bits).items():
-            trial.set_user_attr(key, attr)
-        trial.set_user_attr("spikes_measured_on", "super-network path, held-out images")
+        with AttributeBatch(trial) as attrs:
+            attrs.set_user_attr("evaluate_seconds", round(time.perf_counter() - start, 4))
+            attrs.set_user_attr("accuracy", result.accuracy)
+            attrs.set_user_attr("fitness", value)
+            attrs.set_user_attr("reference_spikes", round(self.reference_spikes, 3))
+            attrs.set_user_attr("spike_exponent", self.config.fitness.spike_exponent)
+            weight_bits = self.config.budget.weight_bits
+            for key, attr in result.activity.as_user_attrs(weight_bits).items():
+                attrs.set_user_attr(key, attr)
+            attrs.set_user_attr("spikes_measured_on", "super-network path, held-out images")
         self.activity[trial] = result.activity
         if len(self.directions) == 2:
             return result.accuracy, result.spikes_per_image
@@ -128,24 +133,23 @@ class AutoSNNObjective:
         over = self.memory_excess(arch)
         return over is None or over <= 0
 
-    def _record_memory(self, trial: optuna.Trial, arch: AutoSNNArchitecture) -> bool:
+    def _record_memory(self, attrs: AttributeBatch, arch: AutoSNNArchitecture) -> bool:
         """Parameters and memory; the ``memory`` constraint when the study has a budget (and
-        the constraints' list for the dashboard)."""
+        the constraints' list for the dashboard, ``AttributeBatch``)."""
         parameters = autosnn_parameters(arch, self.macro)
         bits = self.config.budget.weight_bits
-        trial.set_constraint("valid", 0.0)
-        trial.set_user_attr("constraint_valid", 0.0)
-        trial.set_user_attr("parameters", parameters)
-        trial.set_user_attr("memory_bits", parameters * bits)
-        trial.set_user_attr("weight_bits", bits)
+        attrs.set_constraint("valid", 0.0)
+        attrs.set_user_attr("constraint_valid", 0.0)
+        attrs.set_user_attr("parameters", parameters)
+        attrs.set_user_attr("memory_bits", parameters * bits)
+        attrs.set_user_attr("weight_bits", bits)
         over = self.memory_excess(arch)
         feasible = True
         if over is not None:
             feasible = over <= 0
-            trial.set_constraint("memory", over)
-            trial.set_user_attr("constraint_memory", over)
-            trial.set_user_attr("memory_budget_bits", self.config.budget.memory_bits)
-        record_constraint_list(trial)
-        trial.set_user_attr("broken_budgets", "" if feasible else "memory")
-        trial.set_user_attr("feasible", feasible)
+            attrs.set_constraint("memory", over)
+            attrs.set_user_attr("constraint_memory", over)
+            attrs.set_user_attr("memory_budget_bits", self.config.budget.memory_bits)
+        attrs.set_user_attr("broken_budgets", "" if feasible else "memory")
+        attrs.set_user_attr("feasible", feasible)
         return feasible

@@ -3,8 +3,10 @@
 Optuna 5's ``trial.set_constraint(name, value)`` stores each constraint as its own system
 attribute ``constraints:NAME``. optuna-dashboard (0.21) knows only the older form, the system
 attribute ``constraints`` holding a list of floats (what ``constraints_func`` produced before
-Optuna 5), and without it draws every trial as feasible. :func:`record_constraint_list` writes
-that list beside the named constraints, once a trial has set them all, in :data:`ORDER`.
+Optuna 5), and without it draws every trial as feasible. That list is written beside the
+named constraints, in :data:`ORDER`: by ``attribute_batch.AttributeBatch`` with the constraints
+it sets (the objectives), or by :func:`record_constraint_list` once a trial has set them all
+through ``trial.set_constraint`` (an objective of your own).
 
 Optuna 5 still reads the list: ``FrozenTrial.constraints`` then has each value twice, under its
 name and under its index ("0", "1", ...). Feasibility (every value <= 0) is unchanged, and the

@@ -3,10 +3,11 @@
 Per trial, in this order:
   1. the sampler's parameters become an ``Architecture``;
   2. validity and the budgets (memory, and the IMC hardware model's area, latency and energy)
-     are recorded with ``trial.set_constraint`` (feasible when <= 0), as the list optuna-dashboard
+     are recorded as Optuna's constraints (feasible when <= 0), as the list optuna-dashboard
      reads (``constraint_list.py``) and as user attributes (``broken_budgets`` names the ones
-     broken); an invalid or over-budget candidate is never built or scored and returns ``-inf``
-     for every objective;
+     broken), with the architecture's, in one storage transaction (``attribute_batch.py``);
+     an invalid or over-budget candidate is never built or scored and returns ``-inf`` for
+     every objective;
   3. a candidate that computes the same function as a completed trial's (the same canonical
      key, ``Cell.function_key``) reuses that trial's values (``duplicate_of`` says which), so
      repeated proposals cost nothing and workers agree;
@@ -36,9 +37,9 @@ import optuna
 import torch
 from torch.nn.utils import parametrize
 
+from optuna_spikenas.attribute_batch import AttributeBatch
 from optuna_spikenas.budgets import HARDWARE_COST, Budgets, Check
 from optuna_spikenas.config import Config, require_config
-from optuna_spikenas.constraint_list import record_constraint_list
 from optuna_spikenas.data import batch_for_scoring
 from optuna_spikenas.hardware.imc import load_profile
 from optuna_spikenas.hardware.spikesim_runtime import spikesim_energy_uj
@@ -119,17 +120,19 @@ class SpikeNASObjective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         stage = self._stage(trial)
         if stage == SURPLUS:  # not a candidate: marked not trained, for the dashboard too
-            trial.set_constraint(TRAINED_CONSTRAINT, 1.0)
-            record_constraint_list(trial)
+            with AttributeBatch(trial) as attrs:
+                attrs.set_constraint(TRAINED_CONSTRAINT, 1.0)
             raise optuna.TrialPruned("nothing left to screen or train: the search is complete")
         arch = suggest_architecture(trial, self.space)
-        trial.set_user_attr("architecture", str(arch))
-        trial.set_user_attr("canonical", arch.canonical_key())
-        trial.set_user_attr("num_cells", arch.num_cells)
-        trial.set_user_attr("width", arch.width)
-        if stage is not None:  # the study's value is the accuracy after training
-            trial.set_constraint(TRAINED_CONSTRAINT, 1.0 if stage == SCREEN else 0.0)
-        if not self._record_constraints(trial, arch):
+        with AttributeBatch(trial) as attrs:  # one storage transaction for all of them
+            attrs.set_user_attr("architecture", str(arch))
+            attrs.set_user_attr("canonical", arch.canonical_key())
+            attrs.set_user_attr("num_cells", arch.num_cells)
+            attrs.set_user_attr("width", arch.width)
+            if stage is not None:  # the study's value is the accuracy after training
+                attrs.set_constraint(TRAINED_CONSTRAINT, 1.0 if stage == SCREEN else 0.0)
+            feasible = self._record_constraints(attrs, arch)
+        if not feasible:
             return self._values(NOT_SCORED, NOT_SCORED)
         if stage == TRAIN:
             return self._train_stage(trial, arch)
@@ -137,8 +140,9 @@ class SpikeNASObjective:
         if self.config.search.reuse_scores:
             previous = find_scored_duplicate(trial.study, arch.canonical_key(), self.fingerprint)
         if previous is not None:
-            trial.set_user_attr("score_seconds", 0.0)
-            return reuse_values(trial, previous)
+            with AttributeBatch(trial) as attrs:
+                attrs.set_user_attr("score_seconds", 0.0)
+                return reuse_values(attrs, previous)
         start = time.perf_counter()
         if not self.proxy.uses_network:  # a count from the architecture: no network
             score = self.score(arch)
@@ -151,14 +155,15 @@ class SpikeNASObjective:
             except FloatingPointError as err:  # NaN: Optuna fails the trial, the search goes on
                 trial.set_user_attr("score_error", str(err))
                 return self._values(math.nan, math.nan)
-        trial.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
-        if len(values) > 1:
-            trial.set_user_attr("score_per_init", [round(v, 4) for v in values])
-            if all(math.isfinite(v) for v in values):
-                trial.set_user_attr("score_spread", round(statistics.stdev(values), 4))
-        self._record_spikes(trial, counter.result(), "initial weights, scoring batches")
-        if not self.config.train.epochs:
-            self._record_activity_energy(trial, network, self.batches[0], "initial")
+        with AttributeBatch(trial) as attrs:
+            attrs.set_user_attr("score_seconds", round(time.perf_counter() - start, 4))
+            if len(values) > 1:
+                attrs.set_user_attr("score_per_init", [round(v, 4) for v in values])
+                if all(math.isfinite(v) for v in values):
+                    attrs.set_user_attr("score_spread", round(statistics.stdev(values), 4))
+            self._record_spikes(attrs, counter.result(), "initial weights, scoring batches")
+            if not self.config.train.epochs:
+                self._record_activity_energy(attrs, network, self.batches[0], "initial")
         return self._scored(trial, arch, statistics.fmean(values))
 
     def _scored(self, trial: optuna.Trial, arch: Architecture, score: float):
@@ -190,8 +195,9 @@ class SpikeNASObjective:
                 trial.study, arch.canonical_key(), self.fingerprint, trial.number
             )
             if previous is not None:
-                trial.set_user_attr("train_seconds", 0.0)
-                return float(reuse_values(trial, previous))  # type: ignore[arg-type]
+                with AttributeBatch(trial) as attrs:
+                    attrs.set_user_attr("train_seconds", 0.0)
+                    return float(reuse_values(attrs, previous))  # type: ignore[arg-type]
         return self.train(trial, arch)
 
     def _values(self, score: float, accuracy: float) -> float | tuple[float, ...]:
@@ -207,31 +213,30 @@ class SpikeNASObjective:
         """True when ``arch`` is valid and within every budget (for samplers)."""
         return self.budgets.fits(arch)
 
-    def _record_constraints(self, trial: optuna.Trial, arch: Architecture) -> bool:
-        """Set the constraints (``trained`` is already set in a screened search), their list
-        for the dashboard and their user attributes; True when the candidate is feasible."""
+    def _record_constraints(self, attrs: AttributeBatch, arch: Architecture) -> bool:
+        """Set the constraints (with their list for the dashboard, ``AttributeBatch``) and
+        their user attributes; True when the candidate is feasible."""
         check = self.check(arch)
         valid = 0.0 if check.reason is None else 1.0
-        trial.set_constraint("valid", valid)
-        trial.set_user_attr("constraint_valid", valid)
+        attrs.set_constraint("valid", valid)
+        attrs.set_user_attr("constraint_valid", valid)
         if check.reason is not None:
-            trial.set_user_attr("invalid_reason", check.reason)
+            attrs.set_user_attr("invalid_reason", check.reason)
         if check.memory is not None:
-            trial.set_user_attr("parameters", check.memory.parameters)
-            trial.set_user_attr("memory_bits", check.memory.memory_bits)
-            trial.set_user_attr("weight_bits", check.memory.weight_bits)
+            attrs.set_user_attr("parameters", check.memory.parameters)
+            attrs.set_user_attr("memory_bits", check.memory.memory_bits)
+            attrs.set_user_attr("weight_bits", check.memory.weight_bits)
         if check.hardware is not None:
-            trial.set_user_attr("hardware_profile", self.profile.name)
+            attrs.set_user_attr("hardware_profile", self.profile.name)
             for key in HARDWARE_COST.values():
-                trial.set_user_attr(key, round(getattr(check.hardware, key), 6))
+                attrs.set_user_attr(key, round(getattr(check.hardware, key), 6))
         units = {"memory": "bits", "area": "mm2", "latency": "ms", "energy": "uj"}
         for name, excess in check.excess.items():
-            trial.set_constraint(name, excess)
-            trial.set_user_attr(f"constraint_{name}", excess)
-            trial.set_user_attr(f"{name}_budget_{units[name]}", check.budgets[name])
-        record_constraint_list(trial)
-        trial.set_user_attr("broken_budgets", ", ".join(check.broken))
-        trial.set_user_attr("feasible", check.feasible)
+            attrs.set_constraint(name, excess)
+            attrs.set_user_attr(f"constraint_{name}", excess)
+            attrs.set_user_attr(f"{name}_budget_{units[name]}", check.budgets[name])
+        attrs.set_user_attr("broken_budgets", ", ".join(check.broken))
+        attrs.set_user_attr("feasible", check.feasible)
         return check.feasible
 
     def build(self, arch: Architecture, init: int = 0) -> torch.nn.Module:
@@ -295,37 +300,38 @@ class SpikeNASObjective:
         result = train_network(
             network, self.dataset, settings, seed=seed, device=self.device, on_epoch=on_epoch
         )
-        trial.set_user_attr("val_accuracy", result.final_val_accuracy)
-        trial.set_user_attr("train_seconds", round(result.seconds, 2))
         batch = settings.batch_size
-        if settings.weight_bits < FLOAT_BITS:
-            with float_weights(network):
-                float_accuracy = evaluate(network, self.dataset.val, batch, self.device)
-            trial.set_user_attr("val_accuracy_float", float_accuracy)
-        test_accuracy = evaluate(network, self.dataset.test, batch, self.device)
-        trial.set_user_attr("test_accuracy", test_accuracy)
-        images = self.dataset.val.images[: self.config.score.batch_size].to(self.device)
-        with parametrize.cached():
-            activity = measure_activity(network, images)
-        self._record_spikes(trial, activity, "trained weights, validation images")
-        self._record_activity_energy(trial, network, images, "trained")
+        with AttributeBatch(trial) as attrs:  # one storage transaction for all of them
+            attrs.set_user_attr("val_accuracy", result.final_val_accuracy)
+            attrs.set_user_attr("train_seconds", round(result.seconds, 2))
+            if settings.weight_bits < FLOAT_BITS:
+                with float_weights(network):
+                    float_accuracy = evaluate(network, self.dataset.val, batch, self.device)
+                attrs.set_user_attr("val_accuracy_float", float_accuracy)
+            test_accuracy = evaluate(network, self.dataset.test, batch, self.device)
+            attrs.set_user_attr("test_accuracy", test_accuracy)
+            images = self.dataset.val.images[: self.config.score.batch_size].to(self.device)
+            with parametrize.cached():
+                activity = measure_activity(network, images)
+            self._record_spikes(attrs, activity, "trained weights, validation images")
+            self._record_activity_energy(attrs, network, images, "trained")
         return result.final_val_accuracy
 
-    def _record_spikes(self, trial: optuna.Trial, activity: Activity, measured_on: str) -> None:
+    def _record_spikes(self, attrs: AttributeBatch, activity: Activity, measured_on: str) -> None:
         """Spikes per image and the digital SynOp energy; the per-layer counts in
         :attr:`activity`."""
         for key, value in activity.as_user_attrs(self.config.budget.weight_bits).items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("spikes_measured_on", measured_on)
-        self.activity[trial] = activity
+            attrs.set_user_attr(key, value)
+        attrs.set_user_attr("spikes_measured_on", measured_on)
+        self.activity[attrs.trial] = activity
 
     def _record_activity_energy(
-        self, trial: optuna.Trial, network: torch.nn.Module, images: torch.Tensor, weights: str
+        self, attrs: AttributeBatch, network: torch.nn.Module, images: torch.Tensor, weights: str
     ) -> None:
         """With ``[hardware] measure_activity``: SpikingJelly's SpikeSim energy per image from
         the spikes the network really fires on ``images``, beside the analytic (dense) figure."""
         if not self.config.hardware.measure_activity:
             return
         energy = spikesim_energy_uj(network, images, self.profile, activity="event")
-        trial.set_user_attr("spikesim_event_energy_uj", round(energy, 6))
-        trial.set_user_attr("spikesim_event_weights", weights)
+        attrs.set_user_attr("spikesim_event_energy_uj", round(energy, 6))
+        attrs.set_user_attr("spikesim_event_weights", weights)

@@ -17,6 +17,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_spikenas.attribute_batch import AttributeBatch
 from optuna_spikenas.config import Config, ConfigError
 from optuna_spikenas.data import Dataset, load_dataset
 from optuna_spikenas.limits import physical_memory
@@ -97,14 +98,15 @@ def check_scoring_batches(config: Config, dataset: Dataset) -> None:
         )
 
 
-def reuse_values(trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, ...]:
-    """``previous``'s values for ``trial``, a duplicate of it, whose user attributes get what
-    ``previous`` measured (spikes, accuracy, ...; not its timings) and ``duplicate_of``."""
-    mine = trial.user_attrs
+def reuse_values(attrs: AttributeBatch, previous: FrozenTrial) -> float | tuple[float, ...]:
+    """``previous``'s values for ``attrs.trial``, a duplicate of it, whose user attributes get
+    what ``previous`` measured (spikes, accuracy, ...; not its timings) and ``duplicate_of``,
+    through the trial's batch ``attrs``."""
+    mine = {**attrs.trial.user_attrs, **attrs.user_attrs}
     for key, value in previous.user_attrs.items():
         if key not in mine and not key.endswith("_seconds"):  # its own time is ~0
-            trial.set_user_attr(key, value)
-    trial.set_user_attr("duplicate_of", previous.user_attrs.get("duplicate_of", previous.number))
+            attrs.set_user_attr(key, value)
+    attrs.set_user_attr("duplicate_of", previous.user_attrs.get("duplicate_of", previous.number))
     values = tuple(float(v) for v in previous.values)
     return values[0] if len(values) == 1 else values
 
