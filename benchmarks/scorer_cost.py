@@ -11,10 +11,11 @@ For each setting below, several architectures are built with the weights the obj
 The forward pass is the floor because the scorer must run it anyway: the SAHD kernels are built
 from the spikes that this very pass emits, and no gradient is taken. Everything above it is the
 scorer's own overhead: building one ``B x B`` kernel per (LIF layer, timestep) from the spike maps
-(forward hooks, ``x xᵀ`` on ``x ∈ {0,1}^(B×N)``), ``log|det K|``, saving/restoring the BatchNorm
-buffers and resetting the neurons. A third, instrumented call of the scorer times the first two
-of these parts by wrapping the kernel functions and ``log_abs_det`` (``kernel_seconds`` and
-``logdet_seconds``); ``rest_seconds`` is what the overhead leaves after them.
+(forward hooks, ``x xᵀ`` on ``x ∈ {0,1}^(B×N)``), ``log|det K|``, switching BatchNorm's
+running statistics off for the pass and resetting the neurons. A third, instrumented call of
+the scorer times the first two of these parts by wrapping the kernel functions and
+``log_abs_det`` (``kernel_seconds`` and ``logdet_seconds``); ``rest_seconds`` is what the
+overhead leaves after them.
 
 Settings:
 
@@ -38,7 +39,9 @@ Reported per setting: ``score_seconds`` and ``forward_seconds`` (medians over al
 architecture x repeat samples), ``ratio`` (median of the paired score / forward ratios, each
 score timed right next to its forward; robust to load drift), ``overhead_fraction``
 (``ratio - 1``), the overhead's split, the fastest samples (``*_min``, ``ratio_of_mins``: the
-least disturbed by other processes) and the same figures per architecture. ``contention`` says
+least disturbed by other processes), the same figures per architecture and, on a CPU,
+``gram_routes``: per spike-map shape, the Gram matrix route the scorer timed fastest
+(``spike_counts.py``) and each allowed route's median time alone. ``contention`` says
 how much CPU other processes took during the run (from ``/proc/stat``): on a shared machine,
 quote the numbers with it.
 
@@ -250,6 +253,35 @@ def kernels_per_score(network: torch.nn.Module, batch: torch.Tensor) -> int:
     return recorder.count
 
 
+def gram_route_timings(batch_size: int, calls: int = 20) -> list[dict[str, Any]] | None:
+    """Per map shape this process met at ``batch_size`` (``spike_counts._fastest``'s keys): the
+    route the scorer chose and each allowed route's median time in microseconds, on a random
+    binary map of that shape (10 % ones; a dense matmul's time does not depend on the values).
+    None in trees without the timed route."""
+    fastest = getattr(spike_counts, "_fastest", None)
+    routes = getattr(spike_counts, "GRAM_ROUTES", None)
+    if fastest is None or routes is None:
+        return None
+    threads = torch.get_num_threads()
+    rows = []
+    generator = torch.Generator().manual_seed(SEED)
+    for (shape, dtype, key_threads, main), chosen in sorted(fastest.items(), key=str):
+        if shape[1] != batch_size or key_threads != threads or not main:
+            continue
+        x = (torch.rand(tuple(shape), generator=generator) < 0.1).to(dtype)
+        micros = {}
+        for route in spike_counts.allowed_routes(x):
+            routes[route](x)
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                routes[route](x)
+                times.append(time.perf_counter() - start)
+            micros[route] = round(1e6 * median(times), 1)
+        rows.append({"shape": list(shape), "chosen": chosen, "microseconds": micros})
+    return rows
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -355,6 +387,8 @@ def run_setting(
         "repeats": repeats,
         **summary(all_rows),
         "build_seconds": round(median(build_seconds), 5),
+        # The Gram matrix routes per map shape: which one was timed fastest, and each one's time.
+        "gram_routes": gram_route_timings(int(batch.shape[0])) if device.type == "cpu" else None,
         # Share of the machine's CPU that other processes used during each repeat.
         "other_processes_cpu_share_per_repeat": others_share,
         "per_arch": [

@@ -364,43 +364,70 @@ def test_recorder_calls_a_kernel_without_batched_form_once_per_map() -> None:
     torch.testing.assert_close(recorder.mean_kernel(), expected)
 
 
-ROUTES = {
-    # route: (bfloat16 dot products allowed, halves from this batch size on)
-    "bfloat16 dot products": (True, 10**9),
-    "float32 by halves": (False, 16),
-    "float32 whole": (False, 10**9),
-}
-
-
-@pytest.mark.parametrize("route", sorted(ROUTES))
+@pytest.mark.parametrize("route", sorted(spike_counts.GRAM_ROUTES))
 @pytest.mark.parametrize(("maps", "batch", "units"), [(1, 32, 12544), (5, 16, 300), (2, 7, 50)])
-def test_every_gram_route_counts_exactly(monkeypatch, route: str, maps, batch, units) -> None:
-    bf16, halves_from = ROUTES[route]
-    allowed = bf16 and spike_counts._CPU_BF16
-    monkeypatch.setattr(spike_counts, "_bf16_exact_here", lambda x: allowed)
-    monkeypatch.setattr(spike_counts, "_HALVES_FROM", halves_from)
+def test_every_gram_route_counts_exactly(route: str, maps, batch, units) -> None:
+    if route == "bfloat16" and not spike_counts._CPU_BF16:
+        pytest.skip("this CPU has no bfloat16 dot products")
+    if route == "halves" and batch % 2:
+        pytest.skip("halves needs an even batch")
     generator = torch.Generator().manual_seed(batch)
     dense = torch.rand(batch, generator=generator)[:, None] * 0.9  # rates from 0 to 90 %
     spikes = (torch.rand(maps, batch, units, generator=generator) < dense).float()
     x = spikes.double()
     expected = x @ x.transpose(1, 2)  # float64, an independent count
     precision = torch.backends.mkldnn.matmul.fp32_precision
-    counts = count_spikes(spikes, binary=True)
+    gram = spike_counts.GRAM_ROUTES[route](spikes)
     assert torch.backends.mkldnn.matmul.fp32_precision == precision  # left as it was
-    torch.testing.assert_close(counts.gram, expected, rtol=0, atol=0)
+    assert gram.dtype == torch.float32
+    torch.testing.assert_close(gram.double(), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("maps", "batch", "units"), [(1, 32, 12544), (5, 16, 300), (2, 7, 50)])
+def test_the_route_timed_fastest_is_kept_per_shape_and_counts_exactly(
+    monkeypatch, maps, batch, units
+) -> None:
+    monkeypatch.setattr(spike_counts, "_fastest", {})
+    generator = torch.Generator().manual_seed(units)
+    spikes = (torch.rand(maps, batch, units, generator=generator) < 0.3).float()
+    x = spikes.double()
+    precision = torch.backends.mkldnn.matmul.fp32_precision
+    counts = count_spikes(spikes, binary=True)
+    assert torch.backends.mkldnn.matmul.fp32_precision == precision
+    torch.testing.assert_close(counts.gram, x @ x.transpose(1, 2), rtol=0, atol=0)
     torch.testing.assert_close(counts.row_sums, x.sum(dim=2), rtol=0, atol=0)
+    (key, route), = spike_counts._fastest.items()  # one shape met, one choice kept
+    assert key[0] == (maps, batch, units) and route in spike_counts.allowed_routes(spikes)
+    timed = []
+    monkeypatch.setattr(spike_counts, "fastest_route", lambda *a: timed.append(a) or "whole")
+    count_spikes(spikes, binary=True)
+    assert timed == []  # the shape is not timed again
+    count_spikes(spikes[:, :, : units - 1], binary=True)  # a new shape is
+    assert len(timed) == (len(spike_counts.allowed_routes(spikes)) > 1)
+
+
+def test_fastest_route_returns_one_of_the_routes_it_was_given() -> None:
+    spikes = (torch.rand(1, 8, 64) < 0.5).float()
+    assert spike_counts.fastest_route(spikes, ["whole"]) == "whole"
+    assert spike_counts.fastest_route(spikes, ["halves", "whole"]) in ("halves", "whole")
 
 
 def test_only_the_main_thread_takes_the_bfloat16_route() -> None:
     spikes = torch.ones(1, 4, 8)
-    seen: dict[str, bool] = {}
-    check = spike_counts._bf16_exact_here
-    worker = threading.Thread(target=lambda: seen.update(worker=check(spikes)))
+    seen: dict[str, object] = {}
+
+    def in_a_worker() -> None:
+        seen["allowed"] = spike_counts.allowed_routes(spikes)
+        seen["route"] = spike_counts._route_for(spikes.view(1, 4, -1))
+
+    worker = threading.Thread(target=in_a_worker)
     worker.start()
     worker.join()
-    assert seen == {"worker": False}
-    assert spike_counts._bf16_exact_here(spikes) == spike_counts._CPU_BF16
-    assert not spike_counts._bf16_exact_here(spikes.double())
+    assert seen["allowed"] == ["whole", "halves"] and seen["route"] in ("whole", "halves")
+    expected = ["whole", "halves"] + (["bfloat16"] if spike_counts._CPU_BF16 else [])
+    assert spike_counts.allowed_routes(spikes) == expected
+    assert spike_counts.allowed_routes(spikes.double()) == ["whole", "halves"]
+    assert spike_counts.allowed_routes(torch.ones(1, 5, 8)) == expected[:1] + expected[2:]
 
 
 def test_scoring_mode_leaves_statistics_and_each_modules_mode_as_they_were() -> None:
