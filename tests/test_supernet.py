@@ -168,7 +168,10 @@ def _heldout_loss(supernet: SuperNetwork, held: Split, archs) -> float:
 
 
 def test_training_lowers_the_loss(digits):
-    settings = SuperNetSettings(width=4, timesteps=2, epochs=3, batch_size=32, lr=1e-2, seed=0)
+    # lr 3e-2: at 1e-2 three epochs of this tiny network barely fire its output on held-out
+    # images, and whether the loss falls by the margin below depended on the CPU's conv kernels
+    # (it did on an AMD EPYC, not on an Intel Xeon: 0.0989 against 0.1000).
+    settings = SuperNetSettings(width=4, timesteps=2, epochs=3, batch_size=32, lr=3e-2, seed=0)
     lines: list[str] = []
     trained = train_supernet(digits, settings, progress=lines.append)
     assert len(lines) == 3
