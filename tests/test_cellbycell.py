@@ -349,6 +349,86 @@ def test_a_trial_that_adopted_an_orphan_yields_to_its_retry_taken_up_meanwhile()
     assert attrs[PARAMS_KEY] == frozen.system_attrs[PARAMS_KEY]  # the grown network, a duplicate
 
 
+def _dead_slot_and_sampler(poll: float = 0.05):
+    """A study whose phase's only candidate (slot 0) died with no retry: an orphan."""
+    from optuna.trial import TrialState
+
+    sampler = CellByCellSampler(ops=("conv3x3",), max_cells=2, width=4, poll_seconds=poll)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dead = study.ask()
+    study.tell(dead, state=TrialState.FAIL)
+    return study, sampler, study.trials[0]
+
+
+def _adopter(study, frozen, number_hint: str):
+    """A running fresh trial that adopted slot 0 (written straight into storage)."""
+    import copy
+
+    from optuna.trial import TrialState
+
+    from optuna_spikenas.samplers.cellbycell import PARAMS_KEY
+
+    twin = copy.deepcopy(frozen)
+    twin.state = TrialState.RUNNING
+    twin.system_attrs = {SLOT_KEY: 0, PARAMS_KEY: frozen.system_attrs[PARAMS_KEY]}
+    twin.user_attrs = {"who": number_hint}
+    return study._storage.create_new_trial(study._study_id, template_trial=twin)
+
+
+def _first_read_sees_an_orphan(sampler, then=None):
+    """``_orphan_slot`` as if this trial read the storage before the other adopter's claim."""
+    adopt, calls = sampler._orphan_slot, []
+
+    def patched(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            return adopt(*args)
+        if then is not None:
+            then()
+        return 0
+
+    sampler._orphan_slot = patched
+
+
+def test_of_two_workers_adopting_one_orphan_the_lower_numbered_keeps_it():
+    """Two fresh trials that adopt the same dead slot at once (each read the storage before the
+    other's claim) both read back after a poll: the higher-numbered one claims again, so the
+    candidate is scored once, by the lower."""
+    import threading
+
+    from optuna.trial import TrialState
+
+    study, sampler, frozen = _dead_slot_and_sampler()
+    lower_id = _adopter(study, frozen, "lower")  # trial 1, its claim written first
+    storage = study._storage
+
+    def lower_finishes_later():
+        finish = (lower_id, TrialState.COMPLETE, [1.0])
+        threading.Timer(0.3, storage.set_trial_state_values, finish).start()
+
+    _first_read_sees_an_orphan(sampler, then=lower_finishes_later)
+    higher = study.ask()  # trial 2
+    assert higher.number > storage.get_trial(lower_id).number
+    attrs = storage.get_trial_system_attrs(higher._trial_id)
+    assert attrs[SLOT_KEY] == -1  # not slot 0: the lower adopter scored it; a duplicate now
+
+
+def test_an_adopter_keeps_the_orphan_when_the_other_adopter_is_numbered_higher():
+    import threading
+
+    study, sampler, frozen = _dead_slot_and_sampler(poll=0.3)
+    made = []
+
+    def higher_claims_during_the_pause():  # after this trial (number 1) exists and decides
+        threading.Timer(0.05, lambda: made.append(_adopter(study, frozen, "higher"))).start()
+
+    _first_read_sees_an_orphan(sampler, then=higher_claims_during_the_pause)
+    lower = study.ask()
+    assert made, "the other adopter was not created during the pause"
+    assert study._storage.get_trial(made[0]).number > lower.number
+    assert study._storage.get_trial_system_attrs(lower._trial_id)[SLOT_KEY] == 0  # kept
+
+
 # --- the search's result: marked on the trials and the study, read from the trials alone -------
 
 

@@ -280,12 +280,19 @@ class CellByCellSampler(BaseSampler):
                 where = [phase.k, phase.start, phase.end]
                 study._storage.set_trial_system_attr(trial._trial_id, PHASE_KEY, where)
             self._claims[trial._trial_id] = params  # what storage now holds: no read per param
-            # Read back: a retry of an orphaned slot taken up by another worker while this trial
-            # adopted the slot holds it (it cannot have seen this claim yet); claim again.
             if slot < 0 or slot == trial.number:  # its own slot, or the final network
                 return
-            if not _runs_slot(study.get_trials(deepcopy=False), trial, slot, retry=True):
+            # An adopted orphan. Read back after one poll, so that a worker that adopted the
+            # same slot at the same moment has written its claim: the slot goes to a retry of it
+            # taken up meanwhile (which cannot have seen this claim yet), else to the adopter
+            # with the lowest number; the others claim again.
+            time.sleep(self.poll_seconds)
+            trials = study.get_trials(deepcopy=False)
+            if not _runs_slot(trials, trial, slot, retry=True) and not _adopted_by_lower(
+                trials, trial, slot
+            ):
                 return
+            trials = None
 
     def _claim(
         self, study: Study, trial: FrozenTrial, trials: Sequence[FrozenTrial] | None
@@ -443,6 +450,18 @@ def _runs_slot(trials: Sequence[FrozenTrial], own: FrozenTrial, slot: int, retry
         and t.state == TrialState.RUNNING
         and ("failed_trial" in t.system_attrs) == retry
         and _slot_of(t, by_number) == slot
+        for t in trials
+    )
+
+
+def _adopted_by_lower(trials: Sequence[FrozenTrial], own: FrozenTrial, slot: int) -> bool:
+    """True when a running fresh trial numbered below ``own`` has recorded ``slot``, a slot that
+    is neither's own: two workers adopted the same orphan at once."""
+    return any(
+        t.number < own.number
+        and t.state == TrialState.RUNNING
+        and "failed_trial" not in t.system_attrs
+        and t.system_attrs.get(SLOT_KEY) == slot
         for t in trials
     )
 
