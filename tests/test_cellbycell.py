@@ -360,7 +360,7 @@ def _dead_slot_and_sampler(poll: float = 0.05):
     return study, sampler, study.trials[0]
 
 
-def _adopter(study, frozen, number_hint: str):
+def _adopter(study, frozen):
     """A running fresh trial that adopted slot 0 (written straight into storage)."""
     import copy
 
@@ -371,7 +371,6 @@ def _adopter(study, frozen, number_hint: str):
     twin = copy.deepcopy(frozen)
     twin.state = TrialState.RUNNING
     twin.system_attrs = {SLOT_KEY: 0, PARAMS_KEY: frozen.system_attrs[PARAMS_KEY]}
-    twin.user_attrs = {"who": number_hint}
     return study._storage.create_new_trial(study._study_id, template_trial=twin)
 
 
@@ -399,7 +398,7 @@ def test_of_two_workers_adopting_one_orphan_the_lower_numbered_keeps_it():
     from optuna.trial import TrialState
 
     study, sampler, frozen = _dead_slot_and_sampler()
-    lower_id = _adopter(study, frozen, "lower")  # trial 1, its claim written first
+    lower_id = _adopter(study, frozen)  # trial 1, its claim written first
     storage = study._storage
 
     def lower_finishes_later():
@@ -420,7 +419,7 @@ def test_an_adopter_keeps_the_orphan_when_the_other_adopter_is_numbered_higher()
     made = []
 
     def higher_claims_during_the_pause():  # after this trial (number 1) exists and decides
-        threading.Timer(0.05, lambda: made.append(_adopter(study, frozen, "higher"))).start()
+        threading.Timer(0.05, lambda: made.append(_adopter(study, frozen))).start()
 
     _first_read_sees_an_orphan(sampler, then=higher_claims_during_the_pause)
     lower = study.ask()
