@@ -109,9 +109,7 @@ class AttributeBatch:
         if bulk is None:
             self._write_one_by_one(user, of_stored)
             return
-        for value in user.values():
-            json.dumps(value)  # not serializable: TypeError before anything is written
-        system = bulk(trial._trial_id, user, of_stored)
+        system = bulk(trial._trial_id, user, of_stored)  # all or nothing (e.g. not JSON)
         cached = trial._cached_frozen_trial
         cached.user_attrs.update(user)
         for key, value in system.items():

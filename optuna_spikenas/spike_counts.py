@@ -76,10 +76,6 @@ def count_spikes(spikes: torch.Tensor, binary: bool = False) -> SpikeCounts:
     return GramPart.combine([spike_grams(spikes, binary)])
 
 
-# On a GPU, batches at least this large (and even) have their Gram matrices computed by halves.
-_HALVES_FROM = 16
-
-
 @dataclass(frozen=True)
 class GramPart:
     """The Gram matrices ``gram = x xᵀ [M, B, B]`` of ``M`` maps of ``units`` units each, in the
@@ -188,6 +184,8 @@ def allowed_routes(x: torch.Tensor) -> list[str]:
     return routes
 
 
+# On a GPU, batches at least this large (and even) have their Gram matrices computed by halves.
+_HALVES_FROM = 16
 _TIMED_ROUNDS = 3  # after one untimed call of each route
 _fastest: dict[tuple, str] = {}
 """The route timed fastest per (shape, dtype, thread count, main thread or not), in this

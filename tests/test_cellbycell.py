@@ -319,30 +319,19 @@ def test_a_trial_that_adopted_an_orphan_yields_to_its_retry_taken_up_meanwhile()
 
     from optuna_spikenas.samplers.cellbycell import PARAMS_KEY
 
-    sampler = CellByCellSampler(ops=("conv3x3",), max_cells=2, width=4, poll_seconds=0.05)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    dead = study.ask()  # slot 0: the phase's only candidate
-    study.tell(dead, state=TrialState.FAIL)
-    frozen = study.trials[0]
+    study, sampler, frozen = _dead_slot_and_sampler()
     retry = copy.deepcopy(frozen)  # as Optuna's retry callback makes it, taken up by B
     retry.state = TrialState.RUNNING
     retry.system_attrs = {**frozen.system_attrs, "failed_trial": frozen.number}
     storage = study._storage
     retry_id = storage.create_new_trial(study._study_id, template_trial=retry)
-    adopt, calls = sampler._orphan_slot, []
 
-    def adopt_as_read_before_b_took_the_retry_up(*args):
-        calls.append(args)
-        if len(calls) > 1:
-            return adopt(*args)
-        # A's first read saw the retry still WAITING: slot 0 looked orphaned. B finishes the
-        # retry a moment later.
-        threading.Timer(
-            0.3, storage.set_trial_state_values, (retry_id, TrialState.COMPLETE, [1.0])
-        ).start()
-        return 0
+    def b_finishes_the_retry_a_moment_later():
+        # A's first read saw the retry still WAITING: slot 0 looked orphaned.
+        finish = (retry_id, TrialState.COMPLETE, [1.0])
+        threading.Timer(0.3, storage.set_trial_state_values, finish).start()
 
-    sampler._orphan_slot = adopt_as_read_before_b_took_the_retry_up
+    _first_read_sees_an_orphan(sampler, then=b_finishes_the_retry_a_moment_later)
     a = study.ask()
     attrs = study._storage.get_trial_system_attrs(a._trial_id)
     assert attrs[SLOT_KEY] == -1  # not slot 0: the retry scored it; A re-proposes the result
@@ -350,7 +339,7 @@ def test_a_trial_that_adopted_an_orphan_yields_to_its_retry_taken_up_meanwhile()
 
 
 def _dead_slot_and_sampler(poll: float = 0.05):
-    """A study whose phase's only candidate (slot 0) died with no retry: an orphan."""
+    """A study whose phase's only candidate (slot 0) died, no retry made: an orphan."""
     from optuna.trial import TrialState
 
     sampler = CellByCellSampler(ops=("conv3x3",), max_cells=2, width=4, poll_seconds=poll)

@@ -287,12 +287,12 @@ class CellByCellSampler(BaseSampler):
             # taken up meanwhile (which cannot have seen this claim yet), else to the adopter
             # with the lowest number; the others claim again.
             time.sleep(self.poll_seconds)
-            trials = study.get_trials(deepcopy=False)
-            if not _runs_slot(trials, trial, slot, retry=True) and not _adopted_by_lower(
-                trials, trial, slot
+            trials = study.get_trials(deepcopy=False)  # also the next claim's read
+            below = [t for t in trials if t.number < trial.number]
+            if not _runs_slot(trials, trial, slot, retry=True) and not _runs_slot(
+                below, trial, slot, retry=False
             ):
                 return
-            trials = None
 
     def _claim(
         self, study: Study, trial: FrozenTrial, trials: Sequence[FrozenTrial] | None
@@ -450,18 +450,6 @@ def _runs_slot(trials: Sequence[FrozenTrial], own: FrozenTrial, slot: int, retry
         and t.state == TrialState.RUNNING
         and ("failed_trial" in t.system_attrs) == retry
         and _slot_of(t, by_number) == slot
-        for t in trials
-    )
-
-
-def _adopted_by_lower(trials: Sequence[FrozenTrial], own: FrozenTrial, slot: int) -> bool:
-    """True when a running fresh trial numbered below ``own`` has recorded ``slot``, a slot that
-    is neither's own: two workers adopted the same orphan at once."""
-    return any(
-        t.number < own.number
-        and t.state == TrialState.RUNNING
-        and "failed_trial" not in t.system_attrs
-        and t.system_attrs.get(SLOT_KEY) == slot
         for t in trials
     )
 
